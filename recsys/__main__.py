@@ -1,0 +1,3 @@
+from recsys.run import cli
+
+cli()

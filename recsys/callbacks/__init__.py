@@ -1,0 +1,1 @@
+"""Training callbacks: schedules, curricula and run bookkeeping."""

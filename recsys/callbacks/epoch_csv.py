@@ -1,0 +1,52 @@
+"""One row of metrics per epoch in a CSV file."""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+
+import pytorch_lightning as pl
+
+
+class EpochMetricsCSV(pl.Callback):
+    """Writes ``epoch``, the epoch means of the training metrics and the validation metrics
+    to ``path`` after every training epoch (the file is rewritten atomically, so it is
+    always complete up to the last finished epoch).
+
+    Args:
+        path: the CSV file.
+    """
+
+    def __init__(self, path: str) -> None:
+        self.path = Path(path)
+        self.rows: list[dict[str, float]] = []
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking:
+            return
+        row: dict[str, float] = {"epoch": trainer.current_epoch, "step": trainer.global_step}
+        for key, value in sorted(trainer.callback_metrics.items()):
+            if key.endswith("_step") or value.numel() != 1:
+                continue
+            row[key.removesuffix("_epoch")] = float(value)
+        self.rows.append(row)
+        self._write()
+
+    def _write(self) -> None:
+        columns: list[str] = []
+        for row in self.rows:
+            columns += [c for c in row if c not in columns]
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".csv.tmp")
+        with open(tmp, "w", newline="") as fh:
+            writer = csv.DictWriter(fh, fieldnames=columns)
+            writer.writeheader()
+            writer.writerows(self.rows)
+        os.replace(tmp, self.path)
+
+    def state_dict(self) -> dict:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.rows = list(state_dict.get("rows", []))

@@ -1,0 +1,178 @@
+"""Config checks that run before any data is loaded.
+
+* :func:`check_choices` - every ``group=option`` on the command line names an existing
+  option (one line listing the available ones otherwise).
+* :func:`validate` - every node with a ``_target_`` is checked against the target's
+  typed signature: unknown keys and values of the wrong type fail, naming the key. The
+  constructor signatures are the typed schemas of the groups; :class:`RunSchema` types the
+  top-level keys.
+"""
+
+from __future__ import annotations
+
+import inspect
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import get_object
+from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+from recsys.errors import ConfigError
+
+CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+_PLURAL = {"data": "datasets", "loss": "losses", "callbacks": "callback sets", "hparams_search": "searches"}
+
+
+@dataclass
+class EvalSchema:
+    ks: list[int] = field(default_factory=lambda: [10, 20])
+    monitor: str = "val/ndcg@10"
+
+
+@dataclass
+class RunSchema:
+    """Types of the top-level keys that are not built from a ``_target_``."""
+
+    seed: int = 42
+    task_name: str = "train"
+    tags: list[str] = field(default_factory=list)
+    eval: EvalSchema = field(default_factory=EvalSchema)
+    test_after_fit: bool = True
+
+
+def available(group: str, conf_dir: Path = CONF_DIR) -> list[str]:
+    return sorted(p.stem for p in (conf_dir / group).glob("*.yaml"))
+
+
+def check_choices(overrides: list[str], conf_dir: Path = CONF_DIR) -> None:
+    """Fail on ``group=option`` overrides whose option file does not exist."""
+    groups = {p.name for p in conf_dir.iterdir() if p.is_dir()}
+    for override in overrides:
+        if "=" not in override or override.startswith("hydra."):
+            continue
+        key, value = override.split("=", 1)
+        key = key.lstrip("+~")
+        if key not in groups or value in ("", "null"):
+            continue
+        options = available(key, conf_dir)
+        for choice in value.split(","):  # multirun: loss=bpr,ce
+            if choice not in options:
+                noun = _PLURAL.get(key, key + "s")
+                raise ConfigError(
+                    f"unknown {key} '{choice}': available {noun} are {', '.join(options)} (conf/{key}/)"
+                )
+
+
+def validate(cfg: DictConfig) -> None:
+    """Check the whole config against the schemas; raises :class:`ConfigError`."""
+    try:
+        container = OmegaConf.to_container(cfg, resolve=True)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"config error: {_one_line(exc)}") from None
+    top = {k: container[k] for k in ("seed", "task_name", "tags", "eval", "test_after_fit") if k in container}
+    try:
+        OmegaConf.merge(OmegaConf.structured(RunSchema), top)
+    except OmegaConfBaseException as exc:
+        raise ConfigError(f"config error: {_one_line(exc)}") from None
+    for key, value in container.items():
+        _walk(value, key)
+
+
+def _walk(node: Any, path: str) -> None:
+    if isinstance(node, dict):
+        if "_target_" in node:
+            _check_target(node, path)
+        for key, value in node.items():
+            _walk(value, f"{path}.{key}")
+    elif isinstance(node, list):
+        for i, value in enumerate(node):
+            _walk(value, f"{path}[{i}]")
+
+
+def _check_target(node: dict, path: str) -> None:
+    target = node["_target_"]
+    try:
+        obj = get_object(target)
+    except Exception:
+        raise ConfigError(f"{path}._target_ '{target}' cannot be imported; check the spelling") from None
+    func = obj.__init__ if inspect.isclass(obj) else obj
+    try:
+        params = inspect.signature(func).parameters
+    except (TypeError, ValueError):
+        return
+    try:
+        hints = typing.get_type_hints(func)
+    except Exception:
+        hints = {}
+    takes_kwargs = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+    names = [n for n, p in params.items() if n != "self" and p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)]
+    for key, value in node.items():
+        if key.startswith("_"):
+            continue
+        if key not in params:
+            if takes_kwargs:
+                continue
+            raise ConfigError(
+                f"unknown key {path}.{key} for {target}; valid keys: {', '.join(names)}"
+            )
+        hint = hints.get(key, params[key].annotation)
+        if hint is not inspect.Parameter.empty and not _matches(value, hint):
+            raise ConfigError(
+                f"{path}.{key} must be {_type_name(hint)}, got {value!r} ({type(value).__name__})"
+            )
+
+
+def _matches(value: Any, hint: Any) -> bool:
+    """Whether a plain config value fits a type annotation (unknown annotations pass)."""
+    if hint is Any or isinstance(hint, (str, typing.TypeVar)):
+        return True
+    if isinstance(value, dict) and "_target_" in value:
+        return True  # built object: checked on its own
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+        return any(_matches(value, a) for a in args)
+    if origin is typing.Literal:
+        return value in args
+    if hint is type(None):
+        return value is None
+    if hint is bool:
+        return isinstance(value, bool)
+    if hint is int:
+        return isinstance(value, int) and not isinstance(value, bool)
+    if hint is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is str:
+        return isinstance(value, str)
+    if origin in (list, tuple, typing.Sequence, __import__("collections.abc").abc.Sequence) or hint in (list, tuple):
+        if not isinstance(value, (list, tuple)):
+            return False
+        inner = [a for a in args if a is not Ellipsis]
+        return len(inner) != 1 or all(_matches(v, inner[0]) for v in value)
+    if origin is dict or hint is dict:
+        return isinstance(value, dict)
+    return True
+
+
+def _type_name(hint: Any) -> str:
+    if isinstance(hint, type):
+        return {"int": "an integer", "float": "a number", "bool": "true or false", "str": "a string"}.get(
+            hint.__name__, hint.__name__
+        )
+    return str(hint).replace("typing.", "")
+
+
+def _one_line(exc: Exception) -> str:
+    return " ".join(str(exc).split())
+
+
+def check_ks(ks: list[int] | ListConfig, n_items: int) -> None:
+    """Cut-offs must be positive and at most the number of items."""
+    for k in ks:
+        if k < 1 or k > n_items:
+            raise ConfigError(
+                f"eval.ks contains {k}, but K must be between 1 and the number of items ({n_items}); "
+                f"lower eval.ks"
+            )

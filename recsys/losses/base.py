@@ -1,0 +1,68 @@
+"""The loss contract shared by every objective.
+
+A model never computes its loss. The LightningModule scores each training row's positive
+and its negatives, packs them into :class:`Scores`, and calls the injected loss. Any model
+therefore trains with any loss by changing ``loss=`` (and ``sampler=``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar
+
+import torch
+from torch import Tensor, nn
+
+
+@dataclass
+class Scores:
+    """Scores of one training batch.
+
+    Attributes:
+        pos: ``[B]`` score of each row's positive item.
+        neg: ``[B, N]`` scores of the negatives (sampled, in-batch or the whole catalogue).
+        neg_mask: ``[B, N]`` bool, False where a "negative" is really a positive (an
+            accidental hit) or padding; such entries must not affect value or gradient.
+        pos_log_q: ``[B]`` log sampling probability of the positives (logQ correction).
+        neg_log_q: ``[B, N]`` log sampling probability of the negatives.
+    """
+
+    pos: Tensor
+    neg: Tensor
+    neg_mask: Tensor | None = None
+    pos_log_q: Tensor | None = None
+    neg_log_q: Tensor | None = None
+
+    def valid(self) -> Tensor:
+        """``[B, N]`` the mask, all True when none was given."""
+        if self.neg_mask is None:
+            return torch.ones_like(self.neg, dtype=torch.bool)
+        return self.neg_mask
+
+
+class RecLoss(nn.Module):
+    """Base class of losses.
+
+    ``scheduled`` names the float attributes that callbacks may change during training
+    (temperature, logQ lambda, margin...); each is logged every step as ``sched/<name>``.
+    """
+
+    scheduled: ClassVar[tuple[str, ...]] = ()
+
+    def forward(self, scores: Scores) -> Tensor:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def schedule_values(self) -> dict[str, float]:
+        return {name: float(getattr(self, name)) for name in self.scheduled}
+
+
+def masked_logits(scores: Scores, neg: Tensor | None = None) -> Tensor:
+    """``[B, 1 + N]`` positive logit first, then negatives with masked ones at ``-inf``."""
+    neg = scores.neg if neg is None else neg
+    neg = neg.masked_fill(~scores.valid(), float("-inf"))
+    return torch.cat([scores.pos.unsqueeze(1), neg], dim=1)
+
+
+def softmax_ce_first(logits: Tensor) -> Tensor:
+    """Mean cross-entropy with the target in column 0 of ``logits`` (``[B, 1 + N]``)."""
+    return (torch.logsumexp(logits.float(), dim=1) - logits[:, 0].float()).mean()

@@ -1,0 +1,1 @@
+"""Ranking metrics: full ranking over all items by default, sampled metrics beside it."""

@@ -1,0 +1,62 @@
+"""The model contract.
+
+A model turns a training batch into query vectors and says which item each query should
+rank first (:meth:`RecModel.encode`); it exposes the item vectors
+(:meth:`RecModel.item_embeddings`) and encodes users for evaluation
+(:meth:`RecModel.user_queries`). It also declares how it consumes training data
+(:meth:`RecModel.make_view`). Scores are dot products unless a model overrides
+:meth:`RecModel.score`. Losses live elsewhere (``recsys.losses``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from torch import Tensor, nn
+
+from recsys.data.interactions import SplitData
+from recsys.data.views import BatchView
+
+
+@dataclass
+class Encoded:
+    """The training rows of a batch, flattened.
+
+    Attributes:
+        query: ``[R, D]`` one query vector per training row.
+        target: ``[R]`` the positive item of each row.
+        user: ``[R]`` the user of each row.
+    """
+
+    query: Tensor
+    target: Tensor
+    user: Tensor
+
+
+class RecModel(nn.Module):
+    """Base class of models."""
+
+    def make_view(self, split: SplitData) -> BatchView:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def encode(self, batch: dict[str, Tensor]) -> Encoded:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def item_embeddings(self) -> Tensor:  # pragma: no cover - abstract
+        """``[I, D]`` the vector of every item."""
+        raise NotImplementedError
+
+    def user_queries(self, inputs: dict[str, Tensor]) -> Tensor:  # pragma: no cover - abstract
+        """``[B, D]`` query vectors of the users in ``inputs`` (from the view)."""
+        raise NotImplementedError
+
+    def score(self, query: Tensor, items: Tensor) -> Tensor:
+        """Scores of queries against item vectors.
+
+        Shape:
+            query ``[B, D]``; items ``[N, D]`` (shared) or ``[B, N, D]`` (per row) ->
+            ``[B, N]``.
+        """
+        if items.dim() == 2:
+            return query @ items.T  # [B, N]
+        return (query.unsqueeze(1) * items).sum(-1)  # [B, N]

@@ -1,0 +1,122 @@
+"""The LightningModule: an injected model, loss and negative sampler, plus evaluation."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import pytorch_lightning as pl
+import torch
+from torch import Tensor
+
+from recsys.errors import TrainingError
+from recsys.losses.base import RecLoss, Scores
+from recsys.metrics.evaluator import RankingEvaluator
+from recsys.models.base import Encoded, RecModel
+from recsys.samplers.base import Negatives, NegativeSampler
+
+
+class RecModule(pl.LightningModule):
+    """Trains ``model`` with ``loss`` on negatives from ``sampler``; evaluates by ranking.
+
+    Args:
+        model: the recommender (embeddings and scores only).
+        loss: the training objective (``recsys.losses``).
+        sampler: where negatives come from (``recsys.samplers``).
+        optimizer: a partial optimizer, completed with the parameters.
+        scheduler: an optional partial learning-rate scheduler, completed with the optimizer.
+        ks: metric cut-offs.
+        n_items: catalogue size.
+        monitor: the validation metric the checkpoint and early stopping follow.
+    """
+
+    def __init__(
+        self,
+        model: RecModel,
+        loss: RecLoss,
+        sampler: NegativeSampler,
+        optimizer: Callable,
+        n_items: int,
+        scheduler: Callable | None = None,
+        ks: list[int] = (10, 20),
+        monitor: str = "val/ndcg@10",
+    ) -> None:
+        super().__init__()
+        self.model, self.loss, self.sampler = model, loss, sampler
+        self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.monitor = monitor
+        self.evaluator = RankingEvaluator(list(ks), n_items)
+        self.test_per_user: dict[str, Tensor] = {}
+
+    # ---- training -------------------------------------------------------------------
+    def scores(self, enc: Encoded, negatives: Negatives) -> Scores:
+        """Score every row's positive and negatives (shapes in :class:`Scores`)."""
+        items = self.model.item_embeddings()  # [I, D]
+        pos = self.model.score(enc.query, items[enc.target].unsqueeze(1)).squeeze(1)  # [R]
+        if negatives.items is None:  # the whole catalogue
+            neg = self.model.score(enc.query, items)  # [R, I]
+            columns = torch.arange(items.shape[0], device=neg.device)
+            mask = columns.unsqueeze(0) != enc.target.unsqueeze(1)  # [R, I]
+            return Scores(pos=pos, neg=neg, neg_mask=mask)
+        neg_items = negatives.items
+        neg = self.model.score(enc.query, items[neg_items])  # [R, N]
+        if neg_items.dim() == 1:
+            neg_items = neg_items.unsqueeze(0).expand(neg.shape[0], -1)  # [R, N]
+        neg_log_q = negatives.log_q
+        if neg_log_q is not None and neg_log_q.dim() == 1:
+            neg_log_q = neg_log_q.unsqueeze(0).expand_as(neg)
+        return Scores(
+            pos=pos,
+            neg=neg,
+            neg_mask=neg_items != enc.target.unsqueeze(1),  # accidental hits
+            pos_log_q=negatives.pos_log_q,
+            neg_log_q=neg_log_q,
+        )
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        enc = self.model.encode(batch)
+        loss = self.loss(self.scores(enc, self.sampler.sample(enc.target, enc.user)))
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"training loss became {loss.item()} at step {self.global_step} (epoch {self.current_epoch}); "
+                f"lower optimizer.lr or check the loss settings"
+            )
+        rows = enc.target.numel()
+        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=rows)
+        for name, value in self.loss.schedule_values().items():
+            self.log(f"sched/{name}", value, on_step=True, on_epoch=False, batch_size=rows)
+        return loss
+
+    def configure_optimizers(self):
+        optimizer = self.optimizer_factory(params=self.parameters())
+        if self.scheduler_factory is None:
+            return optimizer
+        return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer=optimizer)}
+
+    # ---- evaluation -----------------------------------------------------------------
+    def _eval_step(self, batch: dict[str, Tensor], prefix: str) -> None:
+        query = self.model.user_queries(batch)  # [B, D]
+        scores = self.model.score(query, self.model.item_embeddings())  # [B, I]
+        self.evaluator.update(scores, batch, prefix)
+
+    def on_validation_epoch_start(self) -> None:
+        self.evaluator.reset()
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "val")
+
+    def on_validation_epoch_end(self) -> None:
+        metrics = self.evaluator.compute("val")
+        monitored = metrics.pop(self.monitor, None)
+        self.log_dict(metrics)
+        if monitored is not None:
+            self.log(self.monitor, monitored, prog_bar=True)
+
+    def on_test_epoch_start(self) -> None:
+        self.evaluator.reset()
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._eval_step(batch, "test")
+
+    def on_test_epoch_end(self) -> None:
+        self.log_dict(self.evaluator.compute("test"))
+        self.test_per_user = self.evaluator.per_user_table()

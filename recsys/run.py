@@ -1,0 +1,136 @@
+"""``python -m recsys.run``: compose the config, build every piece, train, test, report.
+
+Each run writes into its Hydra output directory: ``config_resolved.yaml``, ``epochs.csv``
+(one row per epoch), ``csv/metrics.csv`` (per step), ``checkpoints/best.ckpt``,
+``test_per_user.csv`` and, only once everything has finished, ``metrics.json``.
+"""
+
+from __future__ import annotations
+
+import inspect
+import json
+import os
+import sys
+from pathlib import Path
+
+import hydra
+import pytorch_lightning as pl
+from hydra.core.hydra_config import HydraConfig
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from recsys.config import check_choices, check_ks, validate
+from recsys.data.interactions import SplitData
+from recsys.errors import RecsysError
+from recsys.module import RecModule
+
+
+def build_model(model_cfg: DictConfig, split: SplitData):
+    """Instantiate the model, passing the data facts its constructor asks for."""
+    facts = {
+        "n_users": split.n_users,
+        "n_items": split.n_items,
+        "user_features": split.train.user_features,
+        "item_features": split.train.item_features,
+        "feature_cardinality": split.train.feature_cardinality,
+    }
+    params = inspect.signature(hydra.utils.get_class(model_cfg._target_).__init__).parameters
+    return instantiate(model_cfg, **{k: v for k, v in facts.items() if k in params})
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Train and evaluate as configured; returns the final metrics."""
+    validate(cfg)
+    pl.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+
+    datamodule = instantiate(cfg.data)
+    split = datamodule.prepare()
+    check_ks(cfg.eval.ks, split.n_items)
+    model = build_model(cfg.model, split)
+    datamodule.attach(model.make_view(split))
+    sampler = instantiate(cfg.sampler)
+    sampler.setup(split)
+    module = RecModule(
+        model=model,
+        loss=instantiate(cfg.loss),
+        sampler=sampler,
+        optimizer=instantiate(cfg.optimizer),
+        scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
+        n_items=split.n_items,
+        ks=list(cfg.eval.ks),
+        monitor=cfg.eval.monitor,
+    )
+    callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer.fit(module, datamodule=datamodule)
+
+    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+    ckpt = best or None
+    metrics = {k: float(v) for k, v in trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0].items()}
+    if cfg.test_after_fit:
+        metrics.update({k: float(v) for k, v in trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0].items()})
+        _write_per_user(module, output_dir / "test_per_user.csv")
+    metrics["epochs"] = trainer.current_epoch
+    _write_json_atomic(output_dir / "metrics.json", metrics)
+    print_table(metrics)
+    return metrics
+
+
+def _write_per_user(module: RecModule, path: Path) -> None:
+    import pandas as pd
+
+    table = {k: v.numpy() for k, v in module.test_per_user.items() if "/" not in k or k.startswith("test/")}
+    tmp = path.with_suffix(".tmp")
+    pd.DataFrame(table).to_csv(tmp, index=False)
+    os.replace(tmp, path)
+
+
+def _write_json_atomic(path: Path, data: dict) -> None:
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(data, indent=2, sort_keys=True))
+    os.replace(tmp, path)
+
+
+def print_table(metrics: dict[str, float]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    names = sorted({k.split("/", 1)[1] for k in metrics if "/" in k})
+    prefixes = sorted({k.split("/", 1)[0] for k in metrics if "/" in k}, key=lambda p: (not p.startswith("val"), p))
+    table = Table(title="final metrics (full ranking unless the column says sampled)")
+    table.add_column("metric")
+    for prefix in prefixes:
+        table.add_column(prefix, justify="right")
+    for name in names:
+        table.add_row(name, *[f"{metrics[f'{p}/{name}']:.4f}" if f"{p}/{name}" in metrics else "" for p in prefixes])
+    Console().print(table)
+
+
+@hydra.main(version_base="1.3", config_path="../conf", config_name="train")
+def main(cfg: DictConfig) -> float | None:
+    """Hydra entry point; returns the monitored validation metric (for Optuna sweeps)."""
+    try:
+        metrics = train(cfg)
+    except RecsysError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        if HydraConfig.get().mode.name == "MULTIRUN":
+            raise
+        sys.exit(2)
+    return metrics.get(cfg.eval.monitor)
+
+
+def cli() -> None:
+    try:
+        check_choices([a for a in sys.argv[1:] if not a.startswith("-")])
+    except RecsysError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    main()
+
+
+if __name__ == "__main__":
+    cli()

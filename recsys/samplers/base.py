@@ -1,0 +1,99 @@
+"""The sampler contract and shared helpers."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from recsys.data.interactions import SplitData
+from recsys.errors import ConfigError
+
+
+@dataclass
+class Negatives:
+    """Negative items for a batch of ``B`` training rows.
+
+    Attributes:
+        items: ``[B, N]`` per-row negatives, ``[N]`` negatives shared by every row, or
+            ``None`` meaning every item of the catalogue (full softmax).
+        log_q: log sampling probability of each negative (same shape as ``items``), for
+            logQ correction; ``None`` when the sampler does not define one.
+        pos_log_q: ``[B]`` log probability with which the positives would be sampled.
+    """
+
+    items: Tensor | None
+    log_q: Tensor | None = None
+    pos_log_q: Tensor | None = None
+
+
+class NegativeSampler:
+    """Base class. :meth:`setup` sees the training split once; :meth:`sample` is called on
+    every training step with the positives and their users."""
+
+    def setup(self, split: SplitData) -> None:
+        self.n_items = split.n_items
+
+    def sample(self, pos: Tensor, user: Tensor) -> Negatives:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+
+def check_count(num_negatives: int) -> None:
+    if isinstance(num_negatives, bool) or not isinstance(num_negatives, int) or num_negatives < 1:
+        raise ConfigError(f"sampler.num_negatives must be a positive integer, got {num_negatives!r}")
+
+
+def item_log_frequency(split: SplitData, alpha: float = 1.0) -> Tensor:
+    """``[I]`` log of each item's training frequency raised to ``alpha``, normalized to a
+    distribution; items never seen in training get probability 0 (``-inf``)."""
+    weight = split.train.item_counts().double().pow(alpha)  # [I]
+    weight[split.train.item_counts() == 0] = 0.0
+    return (weight / weight.sum()).log().float()
+
+
+def sample_excluding(
+    users: Tensor, n: int, n_items: int, forbidden: Tensor, generator: torch.Generator, what: str
+) -> Tensor:
+    """``[len(users), n]`` uniform items that are not in each user's forbidden set.
+
+    Args:
+        users: ``[U']`` user ids.
+        forbidden: sorted ``int64`` keys ``user * n_items + item`` that may not be drawn.
+        what: name used in the error when a user has too few allowed items.
+
+    Draws are repeated only for the entries that hit a forbidden item, so the cost is a
+    few vectorized passes.
+    """
+    allowed = n_items - _forbidden_per_user(users, n_items, forbidden)
+    if users.numel() and int(allowed.min()) < n:
+        raise ConfigError(
+            f"{what}: a user has only {int(allowed.min())} items outside their history, fewer than "
+            f"the {n} negatives asked for; lower the number of negatives"
+        )
+    out = torch.randint(n_items, (users.numel(), n), generator=generator)  # [U', n]
+    bad = torch.ones_like(out, dtype=torch.bool)
+    while True:
+        keys = users.unsqueeze(1) * n_items + out  # [U', n]
+        pos = torch.searchsorted(forbidden, keys).clamp(max=max(forbidden.numel() - 1, 0))
+        bad = forbidden[pos] == keys if forbidden.numel() else torch.zeros_like(bad)
+        if not bool(bad.any()):
+            return out
+        out[bad] = torch.randint(n_items, (int(bad.sum()),), generator=generator)
+
+
+def _forbidden_per_user(users: Tensor, n_items: int, forbidden: Tensor) -> Tensor:
+    lo = torch.searchsorted(forbidden, users * n_items)
+    hi = torch.searchsorted(forbidden, (users + 1) * n_items)
+    return hi - lo
+
+
+def history_keys(split: SplitData, include_targets: bool = True) -> Tensor:
+    """Sorted unique keys ``user * n_items + item`` of every user's training items (and
+    validation and test targets)."""
+    parts = [split.train.user * split.n_items + split.train.item]
+    if include_targets:
+        for targets in (split.valid, split.test):
+            users = torch.repeat_interleave(torch.arange(targets.n_users), targets.counts())
+            parts.append(users * split.n_items + targets.items)
+    return torch.unique(torch.cat(parts))

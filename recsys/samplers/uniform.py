@@ -1,0 +1,30 @@
+"""Uniform negatives over the catalogue."""
+
+import math
+
+import torch
+from torch import Tensor
+
+from recsys.samplers.base import Negatives, NegativeSampler, check_count
+
+
+class UniformSampler(NegativeSampler):
+    """Draws negatives uniformly at random (with replacement).
+
+    A draw can hit the positive itself; the loss masks such accidental hits.
+
+    Args:
+        num_negatives: negatives per training row (or in total when ``shared``).
+        shared: one set of negatives for the whole batch (cheaper: one matmul) instead of
+            a set per row.
+    """
+
+    def __init__(self, num_negatives: int = 1, shared: bool = False) -> None:
+        check_count(num_negatives)
+        self.num_negatives, self.shared = num_negatives, shared
+
+    def sample(self, pos: Tensor, user: Tensor) -> Negatives:
+        shape = (self.num_negatives,) if self.shared else (pos.numel(), self.num_negatives)
+        items = torch.randint(self.n_items, shape, device=pos.device)  # [N] or [B, N]
+        log_q = torch.full(shape, -math.log(self.n_items), device=pos.device)
+        return Negatives(items=items, log_q=log_q, pos_log_q=torch.full_like(pos, -math.log(self.n_items), dtype=log_q.dtype))

@@ -13,7 +13,7 @@ from __future__ import annotations
 import inspect
 import typing
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any
 
 from hydra.utils import get_object
@@ -30,6 +30,7 @@ _PLURAL = {"data": "datasets", "loss": "losses", "callbacks": "callback sets", "
 class EvalSchema:
     ks: list[int] = field(default_factory=lambda: [10, 20])
     monitor: str = "val/ndcg@10"
+    patience: int = 10
 
 
 @dataclass
@@ -153,6 +154,8 @@ def _matches(value: Any, hint: Any) -> bool:
         return len(inner) != 1 or all(_matches(v, inner[0]) for v in value)
     if origin is dict or hint is dict:
         return isinstance(value, dict)
+    if isinstance(hint, type) and isinstance(value, (str, int, float, bool, list)):
+        return isinstance(value, hint) or (isinstance(value, str) and issubclass(hint, PurePath))
     return True
 
 

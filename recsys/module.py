@@ -51,12 +51,11 @@ class RecModule(pl.LightningModule):
     def scores(self, enc: Encoded, negatives: Negatives) -> Scores:
         """Score every row's positive and negatives (shapes in :class:`Scores`)."""
         items = self.model.item_embeddings()  # [I, D]
-        pos = self.model.score(enc.query, items[enc.target].unsqueeze(1)).squeeze(1)  # [R]
-        if negatives.items is None:  # the whole catalogue
+        if negatives.items is None:  # the whole catalogue; the positive's column is masked
             neg = self.model.score(enc.query, items)  # [R, I]
-            columns = torch.arange(items.shape[0], device=neg.device)
-            mask = columns.unsqueeze(0) != enc.target.unsqueeze(1)  # [R, I]
-            return Scores(pos=pos, neg=neg, neg_mask=mask)
+            pos = neg.gather(1, enc.target.unsqueeze(1)).squeeze(1)  # [R]
+            return Scores(pos=pos, neg=neg, pos_column=enc.target)
+        pos = self.model.score(enc.query, items[enc.target].unsqueeze(1)).squeeze(1)  # [R]
         neg_items = negatives.items
         neg = self.model.score(enc.query, items[neg_items])  # [R, N]
         if neg_items.dim() == 1:

@@ -14,18 +14,18 @@ import sys
 from pathlib import Path
 
 import hydra
-import pytorch_lightning as pl
 from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from recsys.config import check_choices, check_ks, validate
-from recsys.data.interactions import SplitData
 from recsys.errors import RecsysError
-from recsys.module import RecModule
+
+# torch and Lightning are imported inside train(), so that a bad command line is
+# answered at once, before the heavy imports.
 
 
-def build_model(model_cfg: DictConfig, split: SplitData):
+def build_model(model_cfg: DictConfig, split):
     """Instantiate the model, passing the data facts its constructor asks for."""
     facts = {
         "n_users": split.n_users,
@@ -41,6 +41,10 @@ def build_model(model_cfg: DictConfig, split: SplitData):
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train and evaluate as configured; returns the final metrics."""
     validate(cfg)
+    import pytorch_lightning as pl
+
+    from recsys.module import RecModule
+
     pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
@@ -65,7 +69,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     )
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
-    trainer: pl.Trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
+    trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     trainer.fit(module, datamodule=datamodule)
 
     best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
@@ -80,7 +84,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     return metrics
 
 
-def _write_per_user(module: RecModule, path: Path) -> None:
+def _write_per_user(module, path: Path) -> None:
     import pandas as pd
 
     table = {k: v.numpy() for k, v in module.test_per_user.items() if "/" not in k or k.startswith("test/")}

@@ -25,6 +25,9 @@ class Scores:
             accidental hit) or padding; such entries must not affect value or gradient.
         pos_log_q: ``[B]`` log sampling probability of the positives (logQ correction).
         neg_log_q: ``[B, N]`` log sampling probability of the negatives.
+        pos_column: ``[B]`` set when ``neg`` scores the whole catalogue: the column of
+            ``neg`` that holds the positive itself, which is not a negative. Losses see it
+            masked out through :meth:`valid`; full cross-entropy uses it directly.
     """
 
     pos: Tensor
@@ -32,12 +35,15 @@ class Scores:
     neg_mask: Tensor | None = None
     pos_log_q: Tensor | None = None
     neg_log_q: Tensor | None = None
+    pos_column: Tensor | None = None
 
     def valid(self) -> Tensor:
-        """``[B, N]`` the mask, all True when none was given."""
-        if self.neg_mask is None:
-            return torch.ones_like(self.neg, dtype=torch.bool)
-        return self.neg_mask
+        """``[B, N]`` True for the entries that are real negatives."""
+        valid = torch.ones_like(self.neg, dtype=torch.bool) if self.neg_mask is None else self.neg_mask
+        if self.pos_column is not None:
+            columns = torch.arange(self.neg.shape[1], device=self.neg.device)
+            valid = valid & (columns.unsqueeze(0) != self.pos_column.unsqueeze(1))  # [B, N]
+        return valid
 
 
 class RecLoss(nn.Module):

@@ -1,5 +1,6 @@
 """Full softmax cross-entropy over the whole catalogue."""
 
+import torch.nn.functional as F
 from torch import Tensor
 
 from recsys.losses.base import RecLoss, Scores, masked_logits, softmax_ce_first
@@ -16,4 +17,6 @@ class CE(RecLoss):
     """
 
     def forward(self, s: Scores) -> Tensor:
+        if s.pos_column is not None and s.neg_mask is None:  # fused path, same value
+            return F.cross_entropy(s.neg.float(), s.pos_column)
         return softmax_ce_first(masked_logits(s))

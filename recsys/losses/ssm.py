@@ -38,4 +38,4 @@ class SSM(RecLoss):
             neg = neg - self.logq_lambda * s.neg_log_q.float()
             if s.pos_log_q is not None:
                 pos = pos - self.logq_lambda * s.pos_log_q.float()
-        return softmax_ce_first(masked_logits(Scores(pos=pos, neg=neg, neg_mask=s.neg_mask)))
+        return softmax_ce_first(masked_logits(Scores(pos=pos, neg=neg, neg_mask=s.neg_mask, pos_column=s.pos_column)))

@@ -48,9 +48,10 @@ class RankingEvaluator:
         scores[batch["exclude_row"], batch["exclude_item"]] = float("-inf")
         for name, values in metrics_from_ranks(target_ranks(scores, targets), self.ks).items():
             self._add(batch, f"{prefix}/{name}", values)
-        top = scores.topk(max(self.ks), dim=1).indices  # [B, Kmax]
+        top_scores, top = scores.topk(max(self.ks), dim=1)  # [B, Kmax]
+        shown = top_scores > float("-inf")  # excluded items are never recommended
         for k in self.ks:
-            self.recommended[k][top[:, :k].flatten().cpu()] = True
+            self.recommended[k][top[:, :k][shown[:, :k]].cpu()] = True
 
     def _add(self, batch: dict[str, Tensor], name: str, values: Tensor) -> None:
         self.per_user.setdefault(name, []).append(values.detach().cpu())

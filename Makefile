@@ -1,0 +1,33 @@
+# recsys: common commands. `make install` once, then `make run`, `make test`, `make bench`.
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# A CPU build of torch by default (no multi-GB CUDA download). On a GPU machine:
+#   make install TORCH_SPEC="torch"
+TORCH_SPEC ?= torch==2.13.0
+DATA_DIR ?= $(abspath ../shared/datasets)
+
+.PHONY: install run test test-slow test-all bench clean
+
+install: ## create .venv and install recsys with its dev extra
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH_SPEC)"
+	$(PY) -m pip install -q -e ".[dev]"
+
+run: ## the main command: SASRec + full cross-entropy on the built-in synthetic data
+	$(PY) -m recsys.run
+
+test: ## the fast suite (slow and gpu tests skipped)
+	RECSYS_DATA_DIR=$${RECSYS_DATA_DIR:-$(DATA_DIR)} $(PY) -m pytest -q
+
+test-slow: ## only the slow tests (real datasets, longer training)
+	RECSYS_DATA_DIR=$${RECSYS_DATA_DIR:-$(DATA_DIR)} $(PY) -m pytest -q -m slow
+
+test-all: test test-slow
+
+bench: ## speed figures on ml1m (load, SASRec epoch, full-ranking evaluation, memory)
+	RECSYS_DATA_DIR=$${RECSYS_DATA_DIR:-$(DATA_DIR)} $(PY) -m experiments.bench
+
+clean:
+	rm -rf logs outputs multirun .pytest_cache

@@ -1,0 +1,134 @@
+"""Speed benchmark on ML-1M (``make bench``).
+
+Prints, for the real ml1m data on this machine:
+
+* seconds to load and split (leave-one-out);
+* SASRec training (d=64, 2 blocks, max length 200, full cross-entropy, batch 128, Adam):
+  target positions per second and seconds for one whole epoch;
+* seconds for one full-ranking evaluation of all 6,040 users, end to end (SASRec
+  encoding of every user, scoring all items, excluding history, all metrics) and the
+  ranking part alone (scores -> metrics, given the user vectors);
+* peak resident memory of the process.
+
+Targets on a 2-core CPU: load+split <= 5 s, evaluation <= 1 s, epoch <= 60 s.
+Usage: ``python -m experiments.bench [--steps N]`` (``--steps 0``, the default, times a
+whole epoch; ``N`` times N steps and extrapolates).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import time
+from pathlib import Path
+
+import torch
+
+from recsys.data.datamodule import RecDataModule
+from recsys.data.datasets.movielens import ML1M
+from recsys.data.files import default_data_dir
+from recsys.data.splits import LeaveOneOut
+from recsys.losses.ce import CE
+from recsys.models.sasrec import SASRec
+from recsys.module import RecModule
+from recsys.samplers.full import FullSampler
+
+
+def timed(fn):
+    start = time.perf_counter()
+    out = fn()
+    return out, time.perf_counter() - start
+
+
+def bench_training(module: RecModule, dm: RecDataModule, steps: int) -> dict[str, float]:
+    optimizer = torch.optim.Adam(module.parameters(), lr=1e-3)
+    module.train()
+    loader = dm.train_dataloader()
+    n_batches = len(loader.sampler)
+    positions, seconds = 0, 0.0
+    for i, batch in enumerate(loader):
+        if steps and i >= steps:
+            break
+        start = time.perf_counter()
+        enc = module.model.encode(batch)
+        loss = module.loss(module.scores(enc, module.sampler.sample(enc.target, enc.user)))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        seconds += time.perf_counter() - start
+        positions += enc.target.numel()
+    done = min(steps, n_batches) if steps else n_batches
+    return {
+        "train_positions_per_s": positions / seconds,
+        "epoch_s": seconds * n_batches / done,
+        "batches_per_epoch": n_batches,
+        "measured_batches": done,
+    }
+
+
+@torch.no_grad()
+def bench_eval(module: RecModule, dm: RecDataModule) -> dict[str, float]:
+    module.eval()
+    evaluator = module.evaluator
+    batches = list(dm.test_dataloader())
+    n_users = sum(b["user"].numel() for b in batches)
+
+    def end_to_end():
+        evaluator.reset()
+        for b in batches:
+            module._eval_step(b, "test")
+        return evaluator.compute("test")
+
+    end_to_end()  # warm-up
+    metrics, total = timed(end_to_end)
+    queries = [module.model.user_queries(b) for b in batches]
+
+    def ranking_only():
+        evaluator.reset()
+        items = module.model.item_embeddings()
+        for q, b in zip(queries, batches):
+            evaluator.update(module.model.score(q, items), b, "test")
+
+    _, ranking = timed(ranking_only)
+    return {"eval_users": n_users, "eval_end_to_end_s": total, "eval_ranking_only_s": ranking, "test/ndcg@10_untrained": metrics["test/ndcg@10"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--steps", type=int, default=0, help="training steps to time (0 = one whole epoch)")
+    parser.add_argument("--data-dir", default=str(default_data_dir()))
+    parser.add_argument("--out", default="bench_results/bench.json")
+    args = parser.parse_args()
+    torch.manual_seed(0)
+
+    dataset = ML1M(download=False)
+    raw, load_s = timed(lambda: dataset.load(args.data_dir))
+    split, split_s = timed(lambda: LeaveOneOut()(raw))
+    dm = RecDataModule(dataset, LeaveOneOut(), data_dir=args.data_dir, batch_size=128, eval_batch_size=1024)
+    dm.split = split
+    dm._eval = {stage: dm._eval_tables(stage) for stage in ("val", "test")}
+    model = SASRec(split.n_items, embedding_dim=64, num_blocks=2, num_heads=1, max_len=200, dropout=0.2)
+    view, view_s = timed(lambda: model.make_view(split))
+    dm.attach(view)
+    sampler = FullSampler()
+    sampler.setup(split)
+    module = RecModule(model, CE(), sampler, optimizer=None, n_items=split.n_items)
+
+    results = {"torch_threads": torch.get_num_threads(), "load_s": load_s, "split_s": split_s,
+               "load_and_split_s": load_s + split_s, "sequence_view_s": view_s}
+    results.update(bench_training(module, dm, args.steps))
+    results.update(bench_eval(module, dm))
+    results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+    targets = {"load_and_split_s": 5.0, "epoch_s": 60.0, "eval_end_to_end_s": 1.0}
+    print(f"{'figure':32s} {'value':>12s}  target")
+    for key, value in results.items():
+        target = f"<= {targets[key]:g} {'ok' if value <= targets[key] else 'MISSED'}" if key in targets else ""
+        print(f"{key:32s} {value:12.3f}  {target}" if isinstance(value, float) else f"{key:32s} {value:12d}  {target}")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(results, indent=2))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""Shared fixtures: the benchmark data folder and composed run configs."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+from hydra import compose, initialize_config_dir
+from hydra.core.global_hydra import GlobalHydra
+from hydra.core.hydra_config import HydraConfig
+from omegaconf import DictConfig, open_dict
+
+REPO = Path(__file__).resolve().parents[1]
+CONF = REPO / "conf"
+
+
+def shared_data_dir() -> Path:
+    env = os.environ.get("RECSYS_DATA_DIR")
+    return Path(env).expanduser() if env else REPO.parent / "shared" / "datasets"
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    """The folder holding the benchmark copies: ``RECSYS_DATA_DIR``, else ``../shared/datasets``."""
+    path = shared_data_dir()
+    if not path.is_dir():
+        pytest.skip(f"no dataset copies at {path} (set RECSYS_DATA_DIR to the folder holding ml-1m/ etc.)")
+    return path
+
+
+def make_cfg(overrides: list[str], output_dir: Path, data_dir: Path | None = None) -> DictConfig:
+    """Compose ``conf/train.yaml`` as ``python -m recsys.run`` would, for a quick CPU run
+    writing into ``output_dir``."""
+    GlobalHydra.instance().clear()
+    base = [
+        "trainer.max_epochs=1",
+        "logger=none",
+        "callbacks=none",
+        f"paths.log_dir={output_dir}",
+        f"paths.data_dir={data_dir or shared_data_dir()}",
+    ]
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3"):
+        cfg = compose("train", overrides=base + overrides, return_hydra_config=True)
+    with open_dict(cfg):
+        cfg.hydra.runtime.output_dir = str(output_dir)
+        cfg.hydra.job.num = 0
+    HydraConfig.instance().set_config(cfg)
+    return cfg
+
+
+@pytest.fixture
+def cfg_factory(tmp_path):
+    """``cfg_factory(["model=mf", ...])`` -> a composed config writing into ``tmp_path``."""
+
+    def factory(overrides: list[str], data_dir: Path | None = None) -> DictConfig:
+        return make_cfg(overrides, tmp_path, data_dir)
+
+    yield factory
+    GlobalHydra.instance().clear()

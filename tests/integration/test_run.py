@@ -1,0 +1,133 @@
+"""End-to-end runs of ``python -m recsys.run`` and the bad-input paths of a run."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from omegaconf import open_dict
+
+from recsys.errors import ConfigError, DataError, TrainingError
+from recsys.run import train
+
+REPO = Path(__file__).resolve().parents[2]
+FAST = ["+trainer.limit_train_batches=3", "+trainer.limit_val_batches=1"]
+
+
+def run_cli(args: list[str], tmp_path: Path, data_dir: Path | None = None, timeout: int = 240):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if data_dir is not None:
+        env["RECSYS_DATA_DIR"] = str(data_dir)
+    cmd = [sys.executable, "-m", "recsys.run", f"paths.log_dir={tmp_path}", *args]
+    return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def run_dir(tmp_path: Path) -> Path:
+    (metrics,) = tmp_path.glob("**/metrics.json")
+    return metrics.parent
+
+
+def test_main_command_on_synthetic_data(tmp_path):
+    """The README's main command (one epoch here) trains, tests and writes its results."""
+    result = run_cli(["trainer.max_epochs=1"], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    out = run_dir(tmp_path)
+    metrics = json.loads((out / "metrics.json").read_text())
+    for key in ("val/ndcg@10", "test/ndcg@10", "test/hr@20", "test/recall@10", "test/mrr", "test/coverage@10"):
+        assert key in metrics
+    # well above a random ranking (hr@10 of random is 10/1000 on the synthetic data)
+    assert metrics["test/hr@10"] > 0.1
+    assert (out / "config_resolved.yaml").is_file()
+    assert (out / "checkpoints" / "best.ckpt").is_file()
+    epochs = pd.read_csv(out / "epochs.csv")
+    assert list(epochs["epoch"]) == [0] and "val/ndcg@10" in epochs and "train/loss" in epochs
+    assert (out / "csv" / "metrics.csv").is_file()
+    per_user = pd.read_csv(out / "test_per_user.csv")
+    assert math.isclose(per_user["test/ndcg@10"].mean(), metrics["test/ndcg@10"], rel_tol=1e-5)
+    assert "test/ndcg@10" in result.stdout  or "ndcg@10" in result.stdout  # the printed table
+
+
+def test_one_epoch_on_a_real_dataset(tmp_path, data_dir):
+    result = run_cli(["data=lastfm", "model=sasrec", "loss=ce", "trainer.max_epochs=1"], tmp_path, data_dir)
+    assert result.returncode == 0, result.stderr[-3000:]
+    metrics = json.loads((run_dir(tmp_path) / "metrics.json").read_text())
+    assert math.isfinite(metrics["test/ndcg@10"]) and metrics["epochs"] == 1
+
+
+@pytest.mark.parametrize("override", ["model=nope", "data=nope", "loss=nope", "sampler=nope"])
+def test_unknown_name_on_the_command_line_is_one_line(tmp_path, override):
+    result = run_cli([override], tmp_path, timeout=120)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: unknown") and "available" in lines[0]
+    assert not list(tmp_path.glob("**/metrics.json"))
+
+
+def test_wrong_type_on_the_command_line_is_one_line(tmp_path):
+    result = run_cli(["model.embedding_dim=big"], tmp_path, timeout=120)
+    assert result.returncode == 2
+    lines = result.stderr.strip().splitlines()
+    assert lines == [lines[0]] and "model.embedding_dim" in lines[0]
+
+
+def test_nan_loss_stops_training_and_leaves_no_metrics(cfg_factory, tmp_path):
+    cfg = cfg_factory(["model=mf", "loss=bpr", "optimizer.lr=1e30", "model.init_std=1e30", *FAST])
+    with pytest.raises(TrainingError, match="at step 0"):
+        train(cfg)
+    assert not list(tmp_path.glob("**/metrics.json"))
+
+
+def test_missing_dataset_file_fails_before_training(cfg_factory, tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    cfg = cfg_factory(["data=lastfm", "data.dataset.download=false"], data_dir=empty)
+    with pytest.raises(DataError, match="LastFM.txt") as info:
+        train(cfg)
+    assert "\n" not in str(info.value)
+    assert not list(tmp_path.glob("**/metrics.json"))
+
+
+def test_dataset_empty_after_filtering(cfg_factory, tmp_path):
+    cfg = cfg_factory(["data.user_core=1000"])
+    with pytest.raises(DataError, match="no training interactions") as info:
+        train(cfg)
+    assert "\n" not in str(info.value)
+
+
+def test_k_larger_than_catalogue_fails_before_training(cfg_factory, tmp_path):
+    cfg = cfg_factory(["eval.ks=[10,5000]"])
+    with pytest.raises(ConfigError, match="eval.ks"):
+        train(cfg)
+    assert not list(tmp_path.glob("**/checkpoints/*.ckpt"))
+
+
+def test_same_seed_same_metrics_on_cpu(cfg_factory, tmp_path):
+    runs = []
+    for _ in range(2):
+        cfg = cfg_factory(["model=mf", "loss=bpr", *FAST])
+        runs.append(train(cfg))
+    assert runs[0] == runs[1]
+
+
+@pytest.mark.parametrize(
+    "model, loss, sampler",
+    [("mf", "bpr", None), ("mf", "ssm", "in_batch"), ("sasrec", "bce", None), ("sasrec", "ssm", "popularity"),
+     ("sasrec", "ce", None), ("mf", "bce", "presampled")],
+)
+def test_model_loss_sampler_pairs_train(cfg_factory, model, loss, sampler):
+    overrides = [f"model={model}", f"loss={loss}", *FAST] + ([f"sampler={sampler}"] if sampler else [])
+    metrics = train(cfg_factory(overrides))
+    assert math.isfinite(metrics["test/ndcg@10"])
+
+
+def test_sampled_metrics_sit_beside_full_ranking(cfg_factory):
+    metrics = train(cfg_factory(["model=mf", "loss=bpr", "data.sampled_eval=[100]", *FAST]))
+    assert "test_sampled100/ndcg@10" in metrics and "test/ndcg@10" in metrics
+    # ranking among 101 candidates is easier than among all 1,000 items
+    assert metrics["test_sampled100/hr@10"] >= metrics["test/hr@10"]

@@ -54,7 +54,7 @@ class RecModule(pl.LightningModule):
         if negatives.items is None:  # the whole catalogue; the positive's column is masked
             neg = self.model.score(enc.query, items)  # [R, I]
             pos = neg.gather(1, enc.target.unsqueeze(1)).squeeze(1)  # [R]
-            return Scores(pos=pos, neg=neg, pos_column=enc.target)
+            return Scores(pos=pos, neg=neg, pos_column=enc.target, query=enc.query)
         pos = self.model.score(enc.query, items[enc.target].unsqueeze(1)).squeeze(1)  # [R]
         neg_items = negatives.items
         neg = self.model.score(enc.query, items[neg_items])  # [R, N]
@@ -69,6 +69,7 @@ class RecModule(pl.LightningModule):
             neg_mask=neg_items != enc.target.unsqueeze(1),  # accidental hits
             pos_log_q=negatives.pos_log_q,
             neg_log_q=neg_log_q,
+            query=enc.query,
         )
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:

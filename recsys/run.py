@@ -38,17 +38,13 @@ def build_model(model_cfg: DictConfig, split):
     return instantiate(model_cfg, **{k: v for k, v in facts.items() if k in params})
 
 
-def train(cfg: DictConfig) -> dict[str, float]:
-    """Train and evaluate as configured; returns the final metrics."""
-    validate(cfg)
-    import pytorch_lightning as pl
+def build(cfg: DictConfig):
+    """Load the data and build the model, loss, sampler and LightningModule.
 
+    Returns:
+        ``(datamodule, module)``, the data module already holding the model's view.
+    """
     from recsys.module import RecModule
-
-    pl.seed_everything(cfg.seed, workers=True)
-    output_dir = Path(cfg.paths.output_dir)
-    output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
 
     datamodule = instantiate(cfg.data)
     split = datamodule.prepare()
@@ -57,9 +53,11 @@ def train(cfg: DictConfig) -> dict[str, float]:
     datamodule.attach(model.make_view(split))
     sampler = instantiate(cfg.sampler)
     sampler.setup(split)
+    loss = instantiate(cfg.loss)
+    loss.setup(split.n_items)
     module = RecModule(
         model=model,
-        loss=instantiate(cfg.loss),
+        loss=loss,
         sampler=sampler,
         optimizer=instantiate(cfg.optimizer),
         scheduler=instantiate(cfg.scheduler) if cfg.get("scheduler") else None,
@@ -67,6 +65,19 @@ def train(cfg: DictConfig) -> dict[str, float]:
         ks=list(cfg.eval.ks),
         monitor=cfg.eval.monitor,
     )
+    return datamodule, module
+
+
+def train(cfg: DictConfig) -> dict[str, float]:
+    """Train and evaluate as configured; returns the final metrics."""
+    validate(cfg)
+    import pytorch_lightning as pl
+
+    pl.seed_everything(cfg.seed, workers=True)
+    output_dir = Path(cfg.paths.output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    datamodule, module = build(cfg)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)

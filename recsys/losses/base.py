@@ -28,6 +28,8 @@ class Scores:
         pos_column: ``[B]`` set when ``neg`` scores the whole catalogue: the column of
             ``neg`` that holds the positive itself, which is not a negative. Losses see it
             masked out through :meth:`valid`; full cross-entropy uses it directly.
+        query: ``[B, D]`` the query (user) vectors that produced the scores, for losses
+            that look at the representations (e.g. entropy-adaptive InfoNCE).
     """
 
     pos: Tensor
@@ -36,6 +38,7 @@ class Scores:
     pos_log_q: Tensor | None = None
     neg_log_q: Tensor | None = None
     pos_column: Tensor | None = None
+    query: Tensor | None = None
 
     def valid(self) -> Tensor:
         """``[B, N]`` True for the entries that are real negatives."""
@@ -55,6 +58,10 @@ class RecLoss(nn.Module):
 
     scheduled: ClassVar[tuple[str, ...]] = ()
 
+    def setup(self, n_items: int) -> None:
+        """Called once before training with the catalogue size (some corrections need it)."""
+        self.n_items = n_items
+
     def forward(self, scores: Scores) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError
 
@@ -71,4 +78,16 @@ def masked_logits(scores: Scores, neg: Tensor | None = None) -> Tensor:
 
 def softmax_ce_first(logits: Tensor) -> Tensor:
     """Mean cross-entropy with the target in column 0 of ``logits`` (``[B, 1 + N]``)."""
-    return (torch.logsumexp(logits.float(), dim=1) - logits[:, 0].float()).mean()
+    return per_row_ce_first(logits).mean()
+
+
+def per_row_ce_first(logits: Tensor) -> Tensor:
+    """``[B]`` cross-entropy of each row with the target in column 0."""
+    return torch.logsumexp(logits.float(), dim=1) - logits[:, 0].float()
+
+
+def check_positive(name: str, value: float) -> None:
+    from recsys.errors import ConfigError
+
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigError(f"loss.{name} must be a positive number, got {value!r}")

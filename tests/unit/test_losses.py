@@ -204,7 +204,20 @@ def test_ssm_needs_log_q_when_lambda_nonzero():
 
 # ---- every loss ---------------------------------------------------------------------------
 def all_losses() -> list[tuple[str, RecLoss]]:
-    return [("bpr", BPR()), ("bce", BCE()), ("ce", CE()), ("ssm0", SSM(0.0)), ("ssm1", SSM(1.0)), ("ssm07", SSM(0.7))]
+    from recsys.losses.csar import CSAR
+    from recsys.losses.dmbpr import DynamicMarginBPR
+    from recsys.losses.eainfonce import EntropyAdaptiveInfoNCE
+    from recsys.losses.gbce import GBCE
+    from recsys.losses.infonce import InfoNCE
+    from recsys.losses.nss import NSS
+    from recsys.losses.poly import Poly1
+
+    losses = [("bpr", BPR()), ("bce", BCE()), ("ce", CE()), ("ssm0", SSM(0.0)), ("ssm1", SSM(1.0)), ("ssm07", SSM(0.7)),
+              ("dmbpr", DynamicMarginBPR(1.0)), ("gbce", GBCE(0.75)), ("infonce", InfoNCE(0.1)), ("nss", NSS()),
+              ("csar", CSAR()), ("poly", Poly1(1.0)), ("eainfonce", EntropyAdaptiveInfoNCE().eval())]
+    for _, loss in losses:
+        loss.setup(n_items=1000)
+    return losses
 
 
 def loss_value_and_grads(loss, pos, neg, mask, pos_lq, neg_lq, pos_column=None):

@@ -1,0 +1,163 @@
+"""The remaining losses against direct re-computations of their formulas."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch.testing import assert_close
+
+from recsys.errors import ConfigError
+from recsys.losses.base import Scores
+from recsys.losses.csar import CSAR
+from recsys.losses.dmbpr import DynamicMarginBPR
+from recsys.losses.eainfonce import EntropyAdaptiveInfoNCE
+from recsys.losses.gbce import GBCE
+from recsys.losses.infonce import InfoNCE
+from recsys.losses.nss import NSS
+from recsys.losses.poly import Poly1
+
+
+def case(b=5, n=7, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    pos = torch.randn(b, generator=gen, dtype=torch.float64)
+    neg = torch.randn(b, n, generator=gen, dtype=torch.float64)
+    mask = torch.rand(b, n, generator=gen) > 0.25
+    mask[:, 0] = True
+    return pos, neg, mask
+
+
+def sig(x: float) -> float:
+    return 1.0 / (1.0 + math.exp(-x))
+
+
+def softmax_ce(logits: list[float]) -> float:
+    top = max(logits)
+    return -logits[0] + top + math.log(sum(math.exp(v - top) for v in logits))
+
+
+def rows(pos, neg, mask):
+    for b in range(len(pos)):
+        yield float(pos[b]), [float(neg[b, j]) for j in range(neg.shape[1]) if mask[b, j]]
+
+
+def test_dmbpr_matches_formula_and_margin_zero_is_bpr():
+    pos, neg, mask = case()
+    ref = []
+    for p, ns in rows(pos, neg, mask):
+        terms = [math.log1p(math.exp(-((p - x) - 0.5 * sig(p - x)))) for x in ns]
+        ref.append(sum(terms) / len(terms))
+    value = DynamicMarginBPR(alpha=0.5)(Scores(pos=pos, neg=neg, neg_mask=mask))
+    assert float(value) == pytest.approx(sum(ref) / len(ref), rel=1e-6)
+    equal = Scores(pos=torch.zeros(3), neg=torch.zeros(3, 2))
+    assert float(DynamicMarginBPR(alpha=0.0)(equal)) == pytest.approx(math.log(2))
+
+
+def test_dmbpr_detached_margin_has_bpr_like_gradient():
+    pos = torch.tensor([1.0], requires_grad=True)
+    neg = torch.tensor([[0.0]])
+    DynamicMarginBPR(alpha=1.0, detach_margin=True)(Scores(pos=pos, neg=neg)).backward()
+    m = sig(1.0)
+    assert float(pos.grad) == pytest.approx(-sig(-(1.0 - m)), rel=1e-6)  # d/dp softplus(-(d - m)), m constant
+
+
+def test_gbce_matches_formula_and_t0_is_bce():
+    pos, neg, mask = case()
+    loss = GBCE(t=0.75)
+    loss.setup(n_items=101)
+    alpha = neg.shape[1] / 100
+    beta = alpha * (0.75 * (1 - 1 / alpha) + 1 / alpha)
+    ref = [-beta * math.log(sig(p)) - sum(math.log(1 - sig(x)) for x in ns) for p, ns in rows(pos, neg, mask)]
+    assert float(loss(Scores(pos=pos, neg=neg, neg_mask=mask))) == pytest.approx(sum(ref) / len(ref), rel=1e-6)
+    plain = GBCE(t=0.0)
+    plain.setup(n_items=101)
+    assert plain.beta(7) == pytest.approx(1.0)
+    # the transformed-logit form of the gSASRec code gives the same positive term
+    s = 0.3
+    transformed = math.log(1.0 / (sig(s) ** -beta - 1.0))
+    assert -math.log(sig(transformed)) == pytest.approx(-beta * math.log(sig(s)), rel=1e-9)
+
+
+def test_infonce_matches_formula():
+    pos, neg, mask = case()
+    ref = [softmax_ce([p / 0.2] + [x / 0.2 for x in ns]) for p, ns in rows(pos, neg, mask)]
+    assert float(InfoNCE(0.2)(Scores(pos=pos, neg=neg, neg_mask=mask))) == pytest.approx(sum(ref) / len(ref), rel=1e-6)
+    with pytest.raises(ConfigError):
+        InfoNCE(0.0)
+
+
+def test_nss_matches_formula_and_in_batch_correction():
+    pos, neg, mask = case()
+    loss = NSS(eps=0.0)
+    loss.setup(n_items=500)
+    values = [float(v) for v in pos] + [float(neg[b, j]) for b in range(len(pos)) for j in range(neg.shape[1]) if mask[b, j]]
+    mean = sum(values) / len(values)
+    std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
+    ref = []
+    for p, ns in rows(pos, neg, mask):
+        shift = math.log(499 / len(ns))
+        ref.append(softmax_ce([(p - mean) / std] + [(x - mean) / std + shift for x in ns]))
+    assert float(loss(Scores(pos=pos, neg=neg, neg_mask=mask))) == pytest.approx(sum(ref) / len(ref), rel=1e-6)
+    # in-batch: B rows, the diagonal is each row's own positive -> B - 1 negatives each
+    b = 8
+    in_batch_valid = ~torch.eye(b, dtype=torch.bool)
+    assert_close(loss.correction(in_batch_valid.sum(1)), torch.full((b,), math.log(499 / 7)))
+
+
+def test_nss_is_invariant_to_score_scale_and_shift():
+    pos, neg, mask = case()
+    loss = NSS(eps=0.0)
+    loss.setup(n_items=500)
+    a = loss(Scores(pos=pos, neg=neg, neg_mask=mask))
+    b = loss(Scores(pos=pos * 37.0 + 5.0, neg=neg * 37.0 + 5.0, neg_mask=mask))
+    assert float(a) == pytest.approx(float(b), rel=1e-9)
+
+
+def test_csar_is_softmax_of_log_energies():
+    pos, neg, mask = case()
+    energy_pos, energy_neg = pos.abs() + 0.1, neg.abs() + 0.1
+    ref = [softmax_ce([math.log(p)] + [math.log(x) for x in ns]) for p, ns in rows(energy_pos, energy_neg, mask)]
+    value = CSAR(energy="identity", eps=0.0)(Scores(pos=energy_pos, neg=energy_neg, neg_mask=mask))
+    assert float(value) == pytest.approx(sum(ref) / len(ref), rel=1e-6)
+    soft = CSAR(energy="softplus", eps=0.0)(Scores(pos=pos, neg=neg, neg_mask=mask))
+    sp = lambda v: math.log1p(math.exp(v))  # noqa: E731
+    ref = [softmax_ce([math.log(sp(p))] + [math.log(sp(x)) for x in ns]) for p, ns in rows(pos, neg, mask)]
+    assert float(soft) == pytest.approx(sum(ref) / len(ref), rel=1e-6)
+
+
+def test_poly1_matches_formula_and_epsilon_zero_is_ce():
+    pos, neg, mask = case()
+    ref = []
+    for p, ns in rows(pos, neg, mask):
+        ce = softmax_ce([p] + ns)
+        ref.append(ce + 2.0 * (1 - math.exp(-ce)))
+    assert float(Poly1(2.0)(Scores(pos=pos, neg=neg, neg_mask=mask))) == pytest.approx(sum(ref) / len(ref), rel=1e-6)
+    ce_only = [softmax_ce([p] + ns) for p, ns in rows(pos, neg, mask)]
+    assert float(Poly1(0.0)(Scores(pos=pos, neg=neg, neg_mask=mask))) == pytest.approx(sum(ce_only) / len(ce_only), rel=1e-6)
+
+
+def test_eainfonce_rule_rises_with_uncertainty_and_redundancy_and_stays_bounded():
+    loss = EntropyAdaptiveInfoNCE(tau_min=0.05, tau_max=0.5, temperature=0.2, entropy_weight=0.5, momentum=1.0)
+    b, n = 6, 50
+    flat = Scores(pos=torch.zeros(b), neg=torch.zeros(b, n), query=torch.ones(b, 4))  # max entropy, identical users
+    loss(flat)
+    assert loss.temperature == pytest.approx(0.5)  # both signals at 1 -> tau_max
+    loss = EntropyAdaptiveInfoNCE(temperature=0.2, momentum=1.0)
+    sharp = Scores(pos=torch.full((4,), 50.0), neg=torch.zeros(4, n), query=torch.eye(4))  # certain, orthogonal users
+    loss(sharp)
+    assert loss.temperature == pytest.approx(0.05, abs=1e-3)  # both signals ~0 -> tau_min
+
+
+def test_eainfonce_uses_infonce_at_its_current_temperature():
+    pos, neg, mask = case()
+    loss = EntropyAdaptiveInfoNCE(temperature=0.3).eval()  # no update in eval mode
+    ref = InfoNCE(0.3)(Scores(pos=pos, neg=neg, neg_mask=mask))
+    assert_close(loss(Scores(pos=pos, neg=neg, neg_mask=mask)), ref.float())
+    loss.train()
+    before = loss.temperature
+    u, r = loss.signals(torch.cat([pos.unsqueeze(1), neg.masked_fill(~mask, float("-inf"))], 1), None)
+    target = 0.05 + 0.45 * min(1.0, 0.5 * u)
+    loss(Scores(pos=pos, neg=neg, neg_mask=mask))
+    assert loss.temperature == pytest.approx(0.9 * before + 0.1 * target)
+    assert loss.schedule_values() == {"temperature": loss.temperature}

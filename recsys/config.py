@@ -59,7 +59,9 @@ def check_choices(overrides: list[str], conf_dir: Path = CONF_DIR) -> None:
         if key not in groups or value in ("", "null"):
             continue
         options = available(key, conf_dir)
-        for choice in value.split(","):  # multirun: loss=bpr,ce
+        for choice in value.strip("[]").split(","):  # multirun loss=bpr,ce; lists aux=[a,b]
+            if not choice:
+                continue
             if choice not in options:
                 noun = _PLURAL.get(key, key + "s")
                 raise ConfigError(

@@ -23,6 +23,9 @@ class RecModule(pl.LightningModule):
         loss: the training objective (``recsys.losses``).
         sampler: where negatives come from (``recsys.samplers``).
         optimizer: a partial optimizer, completed with the parameters.
+        aux: auxiliary loss terms by name (each has a ``weight`` and is called with the
+            model); the objective is ``loss + sum(weight * term)``.
+        loss_name: name of the main loss in the logs (``train/loss/<loss_name>``).
         scheduler: an optional partial learning-rate scheduler, completed with the optimizer.
         ks: metric cut-offs.
         n_items: catalogue size.
@@ -39,9 +42,13 @@ class RecModule(pl.LightningModule):
         scheduler: Callable | None = None,
         ks: list[int] = (10, 20),
         monitor: str = "val/ndcg@10",
+        aux: dict[str, torch.nn.Module] | None = None,
+        loss_name: str | None = None,
     ) -> None:
         super().__init__()
         self.model, self.loss, self.sampler = model, loss, sampler
+        self.aux = torch.nn.ModuleDict(aux or {})
+        self.loss_name = loss_name or type(loss).__name__.lower()
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.monitor = monitor
         self.evaluator = RankingEvaluator(list(ks), n_items)
@@ -74,7 +81,12 @@ class RecModule(pl.LightningModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         enc = self.model.encode(batch)
-        loss = self.loss(self.scores(enc, self.sampler.sample(enc.target, enc.user)))
+        main = self.loss(self.scores(enc, self.sampler.sample(enc.target, enc.user)))
+        terms = {self.loss_name: main}
+        loss = main
+        for name, term in self.aux.items():
+            terms[name] = term(self.model)
+            loss = loss + term.weight * terms[name]
         if not torch.isfinite(loss):
             raise TrainingError(
                 f"training loss became {loss.item()} at step {self.global_step} (epoch {self.current_epoch}); "
@@ -82,6 +94,9 @@ class RecModule(pl.LightningModule):
             )
         rows = enc.target.numel()
         self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=rows)
+        if self.aux:
+            for name, value in terms.items():
+                self.log(f"train/loss/{name}", value, on_step=True, on_epoch=True, batch_size=rows)
         for name, value in self.loss.schedule_values().items():
             self.log(f"sched/{name}", value, on_step=True, on_epoch=False, batch_size=rows)
         return loss

@@ -64,8 +64,20 @@ def build(cfg: DictConfig):
         n_items=split.n_items,
         ks=list(cfg.eval.ks),
         monitor=cfg.eval.monitor,
+        aux={name: instantiate(term) for name, term in (cfg.get("aux") or {}).items()},
+        loss_name=_choice("loss"),
     )
+    for term in module.aux.values():
+        module.model.exposed(term.source)  # fails now, not mid-training, if the model lacks it
     return datamodule, module
+
+
+def _choice(group: str) -> str | None:
+    """The option picked for a config group (e.g. 'nss' for loss=nss), when known."""
+    try:
+        return HydraConfig.get().runtime.choices.get(group)
+    except ValueError:  # no Hydra context (plain API use)
+        return None
 
 
 def train(cfg: DictConfig) -> dict[str, float]:

@@ -50,6 +50,22 @@ class RecModel(nn.Module):
         """``[B, D]`` query vectors of the users in ``inputs`` (from the view)."""
         raise NotImplementedError
 
+    def named_vectors(self) -> dict[str, Tensor]:
+        """Sets of vectors (``[K, D]``) that auxiliary losses may regularize, by name."""
+        return {"item_embeddings": self.item_embeddings()}
+
+    def exposed(self, name: str) -> Tensor:
+        """The vectors exposed under ``name``; a clear error when there are none."""
+        vectors = self.named_vectors()
+        if name not in vectors:
+            from recsys.errors import ConfigError
+
+            raise ConfigError(
+                f"model {type(self).__name__} exposes no vectors named '{name}'; it exposes: "
+                f"{', '.join(sorted(vectors))} (set aux.<term>.source)"
+            )
+        return vectors[name]
+
     def score(self, query: Tensor, items: Tensor) -> Tensor:
         """Scores of queries against item vectors.
 

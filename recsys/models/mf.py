@@ -40,5 +40,8 @@ class MF(RecModel):
     def item_embeddings(self) -> Tensor:
         return self.item_emb.weight  # [I, D]
 
+    def named_vectors(self) -> dict[str, Tensor]:
+        return {"item_embeddings": self.item_emb.weight, "user_embeddings": self.user_emb.weight}
+
     def user_queries(self, inputs: dict[str, Tensor]) -> Tensor:
         return self.user_emb(inputs["user"])  # [B, D]

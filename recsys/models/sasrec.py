@@ -132,5 +132,12 @@ class SASRec(RecModel):
     def item_embeddings(self) -> Tensor:
         return self.item_emb.weight[: self.n_items]  # [I, D]
 
+    def named_vectors(self) -> dict[str, Tensor]:
+        """Item and position embeddings, and each head's query projection of the first
+        block (``attention_heads``, ``[H, D * D / H]``)."""
+        q = self.blocks[0].attn.q_proj.weight  # [D, D], rows grouped by head
+        heads = q.view(self.blocks[0].attn.heads, -1)  # [H, D/H * D]
+        return {"item_embeddings": self.item_embeddings(), "positions": self.pos_emb.weight, "attention_heads": heads}
+
     def user_queries(self, inputs: dict[str, Tensor]) -> Tensor:
         return self.hidden(inputs["input"], last_only=True)[:, -1]  # [B, D]

@@ -131,3 +131,12 @@ def test_sampled_metrics_sit_beside_full_ranking(cfg_factory):
     assert "test_sampled100/ndcg@10" in metrics and "test/ndcg@10" in metrics
     # ranking among 101 candidates is easier than among all 1,000 items
     assert metrics["test_sampled100/hr@10"] >= metrics["test/hr@10"]
+
+
+def test_schedule_values_and_loss_terms_are_logged_every_step(cfg_factory, tmp_path):
+    train(cfg_factory(["loss=infonce", "aux=[orthogonal]", "logger=csv", *FAST]))
+    steps = pd.read_csv(next(tmp_path.glob("**/csv/metrics.csv")))
+    per_step = steps.dropna(subset=["sched/temperature"])
+    assert list(per_step["step"]) == [0, 1, 2]
+    assert per_step["sched/temperature"].tolist() == pytest.approx([0.1] * 3)
+    assert {"train/loss/infonce_step", "train/loss/orthogonal_step", "train/loss_step"} <= set(steps.columns)

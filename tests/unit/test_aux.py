@@ -1,0 +1,75 @@
+"""Composition of a main loss with auxiliary terms (orthogonal regularizer)."""
+
+from __future__ import annotations
+
+import itertools
+import math
+
+import pytest
+import torch
+
+from recsys.errors import ConfigError
+from recsys.losses.bpr import BPR
+from recsys.losses.orthogonal import Orthogonal
+from recsys.models.mf import MF
+from recsys.models.sasrec import SASRec
+from recsys.module import RecModule
+from recsys.samplers.uniform import UniformSampler
+
+
+def ref_penalty(vectors: torch.Tensor, kind: str) -> float:
+    rows = vectors.tolist()
+    values = []
+    for i, j in itertools.permutations(range(len(rows)), 2):
+        a, b = rows[i], rows[j]
+        cos = sum(x * y for x, y in zip(a, b)) / math.sqrt(sum(x * x for x in a) * sum(y * y for y in b))
+        values.append(abs(cos) if kind == "l1" else cos * cos)
+    return sum(values) / len(values)
+
+
+@pytest.mark.parametrize("kind", ["l1", "l2"])
+def test_orthogonal_matches_pairwise_cosine_reference(kind):
+    vectors = torch.randn(6, 4, generator=torch.Generator().manual_seed(0))
+    value = Orthogonal(kind=kind).penalty(vectors)
+    assert float(value) == pytest.approx(ref_penalty(vectors, kind), rel=1e-5)
+
+
+def test_orthogonal_is_zero_for_orthogonal_and_one_for_parallel_vectors():
+    assert float(Orthogonal(kind="l1").penalty(torch.eye(4))) == pytest.approx(0.0)
+    parallel = torch.tensor([[1.0, 2.0], [-2.0, -4.0], [3.0, 6.0]])
+    assert float(Orthogonal(kind="l2").penalty(parallel)) == pytest.approx(1.0)
+
+
+def test_orthogonal_subsamples_large_sets():
+    value = Orthogonal(max_vectors=16).penalty(torch.randn(5000, 8))
+    assert math.isfinite(float(value))
+
+
+def test_model_without_the_named_vectors_gives_a_clear_error():
+    with pytest.raises(ConfigError) as info:
+        Orthogonal(source="prototypes")(MF(5, 7, 4))
+    message = str(info.value)
+    assert "prototypes" in message and "item_embeddings" in message and "\n" not in message
+    assert SASRec(7, 8, num_heads=2, max_len=4).exposed("attention_heads").shape == (2, 32)
+
+
+def test_bad_kind_is_rejected():
+    with pytest.raises(ConfigError):
+        Orthogonal(kind="l3")
+
+
+def test_total_objective_is_weighted_sum_and_terms_are_logged(monkeypatch):
+    torch.manual_seed(0)
+    model = MF(4, 6, 3)
+    sampler = UniformSampler(2)
+    sampler.n_items = 6
+    ortho = Orthogonal(weight=0.5, source="user_embeddings")
+    module = RecModule(model, BPR(), sampler, optimizer=None, n_items=6, aux={"orthogonal": ortho}, loss_name="bpr")
+    logged = {}
+    monkeypatch.setattr(module, "log", lambda name, value, **kw: logged.__setitem__(name, float(value)))
+    batch = {"user": torch.tensor([0, 1, 2]), "item": torch.tensor([1, 2, 3])}
+    torch.manual_seed(1)
+    total = module.training_step(batch, 0)
+    assert float(total) == pytest.approx(logged["train/loss/bpr"] + 0.5 * logged["train/loss/orthogonal"], rel=1e-6)
+    assert logged["train/loss"] == pytest.approx(float(total))
+    assert logged["train/loss/orthogonal"] == pytest.approx(float(ortho.penalty(model.user_emb.weight)), rel=1e-6)

@@ -50,6 +50,7 @@ def build(cfg: DictConfig):
     split = datamodule.prepare()
     check_ks(cfg.eval.ks, split.n_items)
     model = build_model(cfg.model, split)
+    model.setup(split)
     datamodule.attach(model.make_view(split))
     sampler = instantiate(cfg.sampler)
     sampler.setup(split)

@@ -36,6 +36,9 @@ class Encoded:
 class RecModel(nn.Module):
     """Base class of models."""
 
+    def setup(self, split: SplitData) -> None:
+        """Called once with the split before training (e.g. LightGCN builds its graph)."""
+
     def make_view(self, split: SplitData) -> BatchView:  # pragma: no cover - abstract
         raise NotImplementedError
 

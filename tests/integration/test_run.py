@@ -118,7 +118,7 @@ def test_same_seed_same_metrics_on_cpu(cfg_factory, tmp_path):
 @pytest.mark.parametrize(
     "model, loss, sampler",
     [("mf", "bpr", None), ("mf", "ssm", "in_batch"), ("sasrec", "bce", None), ("sasrec", "ssm", "popularity"),
-     ("sasrec", "ce", None), ("mf", "bce", "presampled")],
+     ("sasrec", "ce", None), ("mf", "bce", "presampled"), ("lightgcn", "bpr", None)],
 )
 def test_model_loss_sampler_pairs_train(cfg_factory, model, loss, sampler):
     overrides = [f"model={model}", f"loss={loss}", *FAST] + ([f"sampler={sampler}"] if sampler else [])

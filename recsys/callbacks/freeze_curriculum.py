@@ -1,0 +1,255 @@
+"""Train with parts of the model frozen, then unfreeze them (config ``callbacks=[...,freeze_curriculum]``)."""
+
+from __future__ import annotations
+
+import math
+
+import pytorch_lightning as pl
+from pytorch_lightning.callbacks import BaseFinetuning
+from pytorch_lightning.trainer.states import TrainerFn
+from torch import nn
+from torch.optim import Optimizer
+
+from recsys.errors import ConfigError
+
+NAME = "freeze_curriculum"
+
+
+class FreezeCurriculum(BaseFinetuning):
+    """Stage 1 trains with the ``freeze`` submodules of ``pl_module.model`` frozen
+    (``requires_grad=False``; train/eval mode untouched, so dropout behaves as before).
+    Stage 2 unfreezes ``unfreeze`` and, ``later_epochs`` epochs later, ``later_unfreeze``;
+    each set goes into a new optimizer param group with ``lr = lr(group 0) * lr_factor``.
+
+    Timing: the conditions are checked once per training epoch ``e``, in its
+    ``on_train_epoch_end`` (Lightning has run the epoch's validation by then; a validation
+    that would finish after it, before epoch ``e + 1`` starts, is checked in
+    ``on_validation_end``). The first epoch ``e`` where any condition holds makes stage 2
+    start at epoch ``e + 1``: its ``on_train_epoch_start`` (BaseFinetuning's hook) unfreezes.
+
+    - ``after_epoch``: ``e >= after_epoch`` (``after_epoch=1`` -> stage 2 from epoch 2);
+    - ``max_train_loss``: the mean over epoch ``e``'s steps of the loss ``training_step``
+      returns (RecModule's ``train/loss``, unweighted by batch size) is ``<= max_train_loss``;
+    - ``min_val_metric``: the last ``val_metric`` of epoch ``e`` is ``>= min_val_metric``
+      (never holds in an epoch without validation).
+
+    Resume: the stage, the switch epoch, the epoch's running loss and validation value and
+    the optimizer's param groups (BaseFinetuning's metadata) are in the checkpoint, so a run
+    resumed from any checkpoint (mid-epoch, after validation, after the epoch) decides and
+    applies the same stages; ``on_fit_start`` rebuilds the extra groups and makes their
+    parameters trainable before Lightning loads the optimizer state.
+    ``configure_optimizers`` must pass only parameters with ``requires_grad`` (checked).
+    Frozen modules still update buffers (BatchNorm running statistics) in train mode, and
+    an LR scheduler built before a new group exists does not scale it (as in BaseFinetuning).
+
+    Args:
+        freeze: dotted submodule paths under ``pl_module.model`` frozen in stage 1.
+        unfreeze: paths unfrozen at the switch (inside, or containing, a frozen path).
+        after_epoch, max_train_loss, min_val_metric: switch conditions (at least one).
+        val_metric: the validation metric compared with ``min_val_metric``.
+        lr_factor: learning rate of each new group relative to group 0; > 0.
+        later_unfreeze: paths unfrozen ``later_epochs`` epochs after the switch.
+        later_epochs: >= 1 when ``later_unfreeze`` is given.
+    """
+
+    def __init__(
+        self,
+        freeze: list[str],
+        unfreeze: list[str],
+        after_epoch: int | None = None,
+        max_train_loss: float | None = None,
+        min_val_metric: float | None = None,
+        val_metric: str = "val/recall@100",
+        lr_factor: float = 0.01,
+        later_unfreeze: list[str] = (),
+        later_epochs: int = 0,
+    ) -> None:
+        super().__init__()
+        self.freeze_paths = _paths("freeze", freeze, allow_empty=False)
+        self.unfreeze_paths = _paths("unfreeze", unfreeze, allow_empty=False)
+        self.later_paths = _paths("later_unfreeze", later_unfreeze, allow_empty=True)
+        if after_epoch is None and max_train_loss is None and min_val_metric is None:
+            raise ConfigError(
+                f"callbacks.{NAME} needs a switch condition: set after_epoch, max_train_loss or min_val_metric"
+            )
+        _check_int("after_epoch", after_epoch, 0, optional=True)
+        _check_int("later_epochs" + (" (with later_unfreeze)" if self.later_paths else ""), later_epochs,
+                   1 if self.later_paths else 0)
+        for name, value in (("max_train_loss", max_train_loss), ("min_val_metric", min_val_metric)):
+            is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            if value is not None and (not is_number or math.isnan(value)):
+                raise ConfigError(f"callbacks.{NAME}.{name} must be a number or null, got {value!r}")
+        if isinstance(lr_factor, bool) or not isinstance(lr_factor, (int, float)) or not 0 < lr_factor < math.inf:
+            raise ConfigError(f"callbacks.{NAME}.lr_factor must be a finite number > 0, got {lr_factor!r}")
+        if min_val_metric is not None and not (isinstance(val_metric, str) and val_metric):
+            raise ConfigError(f"callbacks.{NAME}.val_metric must name a logged metric, got {val_metric!r}")
+        self.after_epoch, self.max_train_loss, self.min_val_metric = after_epoch, max_train_loss, min_val_metric
+        self.val_metric, self.lr_factor, self.later_epochs = val_metric, float(lr_factor), later_epochs
+        self.stage, self.switch_epoch, self.later_done = 1, None, False
+        self._val: float | None = None  # last validation value of the current epoch
+        self._loss_sum, self._loss_steps = 0.0, 0  # training loss of the current epoch
+        self._closed_epoch: int | None = None  # epoch whose on_train_epoch_end ran, until the next starts
+
+    # ---- the decision (pure) ---------------------------------------------------------------
+    def should_switch(self, epoch: int, train_loss: float | None, val_value: float | None) -> bool:
+        """Whether the conditions hold at the end of epoch ``epoch`` with these metrics."""
+        return (
+            (self.after_epoch is not None and epoch >= self.after_epoch)
+            or (self.max_train_loss is not None and train_loss is not None and train_loss <= self.max_train_loss)
+            or (self.min_val_metric is not None and val_value is not None and val_value >= self.min_val_metric)
+        )
+
+    # ---- freezing (BaseFinetuning) ---------------------------------------------------------
+    def freeze_before_training(self, pl_module: pl.LightningModule) -> None:
+        for path in self.freeze_paths:
+            for param in _module(pl_module, path).parameters():
+                param.requires_grad_(False)
+
+    def finetune_function(self, pl_module: pl.LightningModule, epoch: int, optimizer: Optimizer) -> None:
+        if self.switch_epoch is None or epoch < self.switch_epoch:
+            return
+        if self.stage == 1:
+            self._add_group(pl_module, self.unfreeze_paths, optimizer)
+            self.stage = 2
+        if self.later_paths and not self.later_done and epoch >= self.switch_epoch + self.later_epochs:
+            self._add_group(pl_module, self.later_paths, optimizer)
+            self.later_done = True
+
+    def _add_group(self, pl_module: pl.LightningModule, paths: list[str], optimizer: Optimizer) -> None:
+        """Unfreeze ``paths``; their parameters not yet optimized form a new param group
+        (by identity: BaseFinetuning's ``filter_on_optimizer`` compares values, which drops
+        e.g. a LayerNorm weight equal to another one)."""
+        in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
+        params = []
+        for path in paths:
+            for param in _module(pl_module, path).parameters():
+                param.requires_grad_(True)
+                if id(param) not in in_optimizer:
+                    in_optimizer.add(id(param))
+                    params.append(param)
+        if params:
+            optimizer.add_param_group({"params": params, "lr": optimizer.param_groups[0]["lr"] * self.lr_factor})
+
+    # ---- hooks ------------------------------------------------------------------------------
+    def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
+        if stage == "fit":
+            self._check_paths(pl_module)
+            super().setup(trainer, pl_module, stage)
+
+    def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        resuming = self._restarting
+        super().on_fit_start(trainer, pl_module)  # restores the param groups of a resumed run
+        if resuming:  # make the groups' parameters trainable again (setup froze them)
+            for paths, done in ((self.unfreeze_paths, self.stage == 2), (self.later_paths, self.later_done)):
+                for path in paths if done else ():
+                    for param in _module(pl_module, path).parameters():
+                        param.requires_grad_(True)
+        frozen = {id(p) for path in self.freeze_paths for p in _module(pl_module, path).parameters()
+                  if not p.requires_grad}
+        for optimizer in trainer.optimizers:
+            if any(id(p) in frozen for group in optimizer.param_groups for p in group["params"]):
+                raise ConfigError(
+                    f"callbacks.{NAME}: the optimizer holds frozen parameters; configure_optimizers must pass only "
+                    f"parameters with requires_grad (e.g. [p for p in self.parameters() if p.requires_grad])"
+                )
+
+    def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._val, self._closed_epoch, self._loss_sum, self._loss_steps = None, None, 0.0, 0
+        super().on_train_epoch_start(trainer, pl_module)  # calls finetune_function
+
+    def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
+        pl_module.log("curriculum/stage", float(self.stage), on_step=True, on_epoch=False, batch_size=1)
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if self.max_train_loss is not None and loss is not None:  # a tensor sum: no device sync per step
+            self._loss_sum, self._loss_steps = self._loss_sum + loss.detach().float(), self._loss_steps + 1
+
+    def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING or self.min_val_metric is None:
+            return
+        value = trainer.callback_metrics.get(self.val_metric)
+        if value is None:
+            logged = sorted(k for k in trainer.callback_metrics if k.startswith("val"))
+            raise ConfigError(
+                f"callbacks.{NAME}.val_metric={self.val_metric!r} is not logged by validation "
+                f"(logged: {', '.join(logged) or 'none'}); set callbacks.{NAME}.val_metric"
+            )
+        self._val = float(value)
+        if self._closed_epoch is not None:  # a validation run after on_train_epoch_end
+            self._decide(self._closed_epoch, None, self._val)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        self._closed_epoch = trainer.current_epoch
+        train_loss = float(self._loss_sum) / self._loss_steps if self._loss_steps else None
+        self._decide(trainer.current_epoch, train_loss, self._val)
+
+    def _decide(self, epoch: int, train_loss: float | None, val_value: float | None) -> None:
+        if self.switch_epoch is None and self.should_switch(epoch, train_loss, val_value):
+            self.switch_epoch = epoch + 1
+
+    # ---- state -----------------------------------------------------------------------------
+    def state_dict(self) -> dict:
+        state = super().state_dict()
+        state.update(stage=self.stage, switch_epoch=self.switch_epoch, later_done=self.later_done, val=self._val,
+                     loss_sum=float(self._loss_sum), loss_steps=self._loss_steps)
+        return state
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        super().load_state_dict(state_dict)
+        self.stage = state_dict.get("stage", 1)
+        self.switch_epoch = state_dict.get("switch_epoch")
+        self.later_done = state_dict.get("later_done", False)
+        self._val = state_dict.get("val")
+        self._loss_sum, self._loss_steps = state_dict.get("loss_sum", 0.0), state_dict.get("loss_steps", 0)
+
+    # ---- checks ----------------------------------------------------------------------------
+    def _check_paths(self, pl_module: pl.LightningModule) -> None:
+        model = getattr(pl_module, "model", None)
+        if not isinstance(model, nn.Module):
+            raise ConfigError(f"callbacks.{NAME} needs pl_module.model (an nn.Module) to freeze parts of")
+        top = ", ".join(name for name, _ in model.named_children()) or "none"
+        for kind, paths in (("freeze", self.freeze_paths), ("unfreeze", self.unfreeze_paths),
+                            ("later_unfreeze", self.later_paths)):
+            for path in paths:
+                try:
+                    model.get_submodule(path)
+                except AttributeError:
+                    raise ConfigError(
+                        f"callbacks.{NAME}.{kind}: model {type(model).__name__} has no submodule {path!r} "
+                        f"(its top-level submodules: {top})"
+                    ) from None
+        for kind, paths in (("unfreeze", self.unfreeze_paths), ("later_unfreeze", self.later_paths)):
+            for path in paths:
+                if not any(_overlap(path, frozen) for frozen in self.freeze_paths):
+                    raise ConfigError(
+                        f"callbacks.{NAME}.{kind}: {path!r} is not inside (nor contains) a frozen path "
+                        f"({', '.join(self.freeze_paths)}), so there is nothing to unfreeze"
+                    )
+
+
+def _module(pl_module: pl.LightningModule, path: str) -> nn.Module:
+    return pl_module.model.get_submodule(path)
+
+
+def _overlap(a: str, b: str) -> bool:
+    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
+
+
+def _paths(name: str, value, allow_empty: bool) -> list[str]:
+    if isinstance(value, str) or value is None:
+        raise ConfigError(f"callbacks.{NAME}.{name} must be a list of submodule paths, got {value!r}")
+    paths = list(value)
+    if not allow_empty and not paths:
+        raise ConfigError(f"callbacks.{NAME}.{name} must name at least one submodule path, got []")
+    for path in paths:
+        if not isinstance(path, str) or not path:
+            raise ConfigError(f"callbacks.{NAME}.{name} must hold dotted submodule paths, got {path!r}")
+    return paths
+
+
+def _check_int(name: str, value, minimum: int, optional: bool = False) -> None:
+    if optional and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(f"callbacks.{NAME}.{name} must be an integer >= {minimum}, got {value!r}")

@@ -1,0 +1,125 @@
+"""Building blocks of the two-tower model: feature embeddings, towers and fusion."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class CategoricalFeatures(nn.Module):
+    """Embeds categorical side features (single- or multi-valued, ``-1`` = missing): one
+    table per feature, mean over a row's valid values, features concatenated.
+
+    Args:
+        features: name -> ``[N]`` or ``[N, L]`` int64 values per entity.
+        cardinality: name -> number of distinct values.
+        dim: embedding size per feature.
+    """
+
+    def __init__(self, features: dict[str, Tensor], cardinality: dict[str, int], dim: int) -> None:
+        super().__init__()
+        self.names = sorted(features)
+        self.tables = nn.ModuleDict({n: nn.Embedding(cardinality[n] + 1, dim, padding_idx=cardinality[n]) for n in self.names})
+        for name in self.names:
+            values = features[name]
+            values = values.unsqueeze(1) if values.dim() == 1 else values
+            self.register_buffer(f"values_{name}", values.masked_fill(values < 0, cardinality[name]), persistent=False)
+        self.out_dim = dim * len(self.names)
+
+    def forward(self, ids: Tensor) -> Tensor:
+        """ids ``[B]`` -> ``[B, dim * n_features]`` (``[B, 0]`` without features)."""
+        parts = []
+        for name in self.names:
+            table = self.tables[name]
+            values = getattr(self, f"values_{name}")[ids]  # [B, L]
+            valid = (values != table.padding_idx).unsqueeze(-1).float()  # [B, L, 1]
+            parts.append((table(values) * valid).sum(1) / valid.sum(1).clamp(min=1.0))  # [B, dim]
+        return torch.cat(parts, 1) if parts else torch.zeros(ids.shape[0], 0, device=ids.device)
+
+
+def mlp(in_dim: int, dim: int, dropout: float) -> nn.Sequential:
+    return nn.Sequential(nn.Linear(in_dim, dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(dim, dim))
+
+
+class ItemTower(nn.Module):
+    """Item ID embedding plus content features, through an MLP projection ``head``."""
+
+    def __init__(self, n_items: int, features: dict[str, Tensor], cardinality: dict[str, int], dim: int, dropout: float) -> None:
+        super().__init__()
+        self.id_emb = nn.Embedding(n_items, dim)
+        nn.init.normal_(self.id_emb.weight, std=0.1)
+        self.features = CategoricalFeatures(features, cardinality, dim // 2)
+        self.head = mlp(dim + self.features.out_dim, dim, dropout)
+
+    def forward(self, ids: Tensor | None = None) -> Tensor:
+        """``[N, D]`` vectors of ``ids`` (every item when None)."""
+        if ids is None:
+            ids = torch.arange(self.id_emb.num_embeddings, device=self.id_emb.weight.device)
+        return self.head(torch.cat([self.id_emb(ids), self.features(ids)], 1))
+
+
+class SequenceEncoder(nn.Module):
+    """Transformer encoder over the recent items, pooled to one vector: attention pooling
+    over all valid positions (a learned query) or the last position."""
+
+    def __init__(self, n_items: int, dim: int, max_len: int, layers: int, heads: int, dropout: float, pooling: str) -> None:
+        super().__init__()
+        self.pad, self.pooling = n_items, pooling
+        self.item_emb = nn.Embedding(n_items + 1, dim, padding_idx=n_items)
+        self.pos_emb = nn.Embedding(max_len, dim)
+        layer = nn.TransformerEncoderLayer(dim, heads, 2 * dim, dropout, batch_first=True, norm_first=True)
+        self.encoder = nn.TransformerEncoder(layer, layers, enable_nested_tensor=False)
+        self.pool_query = nn.Parameter(torch.randn(dim) * 0.02)
+        self.norm = nn.LayerNorm(dim)
+
+    def forward(self, seq: Tensor) -> Tensor:
+        """seq ``[B, L]`` (left-padded) -> ``[B, D]``."""
+        valid = seq != self.pad  # [B, L]
+        empty = ~valid.any(1)
+        valid = valid | empty.unsqueeze(1) & (torch.arange(seq.shape[1], device=seq.device) == seq.shape[1] - 1)
+        positions = torch.arange(seq.shape[1], device=seq.device)
+        x = self.item_emb(seq) + self.pos_emb(positions)  # [B, L, D]
+        h = self.norm(self.encoder(x, src_key_padding_mask=~valid))  # [B, L, D]
+        if self.pooling == "last":
+            return h[:, -1]
+        weights = (h @ self.pool_query).masked_fill(~valid, float("-inf")).softmax(1)  # [B, L]
+        return (weights.unsqueeze(-1) * h).sum(1)  # [B, D]
+
+
+class GatedFusion(nn.Module):
+    """``g = sigmoid(W [v_graph; v_seq; v_meta])``, ``h = g * v_seq + (1 - g) * v_graph +
+    P v_meta``, then an MLP: the gate decides per dimension how much the recent sequence
+    or the long-term graph taste speaks for the user (MMoE-style gating)."""
+
+    def __init__(self, dim: int, meta_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.gate = nn.Linear(2 * dim + meta_dim, dim)
+        self.meta_proj = nn.Linear(meta_dim, dim) if meta_dim else None
+        self.out = mlp(dim, dim, dropout)
+
+    def forward(self, v_graph: Tensor, v_seq: Tensor, v_meta: Tensor) -> Tensor:
+        gate = torch.sigmoid(self.gate(torch.cat([v_graph, v_seq, v_meta], 1)))  # [B, D]
+        mixed = gate * v_seq + (1 - gate) * v_graph
+        if self.meta_proj is not None:
+            mixed = mixed + self.meta_proj(v_meta)
+        return self.out(mixed)
+
+
+class ConcatFusion(nn.Module):
+    """The baseline: concatenate the three vectors, then an MLP."""
+
+    def __init__(self, dim: int, meta_dim: int, dropout: float) -> None:
+        super().__init__()
+        self.out = mlp(2 * dim + meta_dim, dim, dropout)
+
+    def forward(self, v_graph: Tensor, v_seq: Tensor, v_meta: Tensor) -> Tensor:
+        return self.out(torch.cat([v_graph, v_seq, v_meta], 1))
+
+
+def cosine_scores(query: Tensor, items: Tensor, temperature: float) -> Tensor:
+    """Cosine similarity divided by ``temperature``; items ``[N, D]`` or ``[B, N, D]``."""
+    q = F.normalize(query, dim=-1)
+    v = F.normalize(items, dim=-1)
+    scores = q @ v.T if v.dim() == 2 else (q.unsqueeze(1) * v).sum(-1)
+    return scores / temperature

@@ -1,0 +1,99 @@
+"""A hybrid two-tower retrieval model whose user tower fuses a graph view, a sequence view
+and side features (YouTube-style two towers, Yi et al. 2019; graph view: LightGCN, He et
+al. 2020; gated fusion in the spirit of MMoE, Ma et al. 2018)."""
+
+from __future__ import annotations
+
+from torch import Tensor
+
+from recsys.data.interactions import SplitData
+from recsys.data.views import BatchView, EventHistoryView
+from recsys.errors import ConfigError
+from recsys.models.base import Encoded, RecModel
+from recsys.models.lightgcn import LightGCN
+from recsys.models.towers import CategoricalFeatures, ConcatFusion, GatedFusion, ItemTower, SequenceEncoder, cosine_scores
+
+
+class TwoTower(RecModel):
+    """Item tower: item ID embedding + content features -> MLP head (``item_tower.head``).
+    User tower: ``graph`` (LightGCN user vector), ``sequence`` (transformer over the items
+    before the target, attention- or last-pooled) and ``meta`` (user side features),
+    combined by ``fusion`` (``gated`` or ``concat``). Scores: dot product, or cosine
+    divided by ``score_temperature``.
+
+    Submodule names (for ``callbacks.freeze_curriculum``): ``item_tower`` (``.id_emb``,
+    ``.features``, ``.head``), ``graph``, ``sequence``, ``meta``, ``fusion``.
+
+    Args:
+        n_users, n_items, user_features, item_features, feature_cardinality: from the data.
+        embedding_dim: ``D``.
+        max_len: history positions of the sequence view.
+        seq_layers, seq_heads: transformer encoder size.
+        pooling: ``attention`` (over all positions) or ``last``.
+        graph_layers: LightGCN propagation layers.
+        fusion: ``gated`` or ``concat``.
+        score: ``dot`` or ``cosine``.
+        score_temperature: divides cosine scores (ignored for dot).
+        dropout: dropout in the MLPs and the encoder.
+    """
+
+    def __init__(
+        self,
+        n_users: int,
+        n_items: int,
+        user_features: dict[str, Tensor],
+        item_features: dict[str, Tensor],
+        feature_cardinality: dict[str, int],
+        embedding_dim: int = 64,
+        max_len: int = 50,
+        seq_layers: int = 1,
+        seq_heads: int = 1,
+        pooling: str = "attention",
+        graph_layers: int = 2,
+        fusion: str = "gated",
+        score: str = "dot",
+        score_temperature: float = 1.0,
+        dropout: float = 0.1,
+    ) -> None:
+        super().__init__()
+        for name, value, allowed in (("pooling", pooling, ("attention", "last")), ("fusion", fusion, ("gated", "concat")), ("score", score, ("dot", "cosine"))):
+            if value not in allowed:
+                raise ConfigError(f"model.{name} must be one of {', '.join(allowed)}, got {value!r}")
+        if embedding_dim % seq_heads or score_temperature <= 0:
+            raise ConfigError(f"model.embedding_dim must be divisible by seq_heads and score_temperature > 0")
+        d = embedding_dim
+        self.n_items, self.max_len, self.score_kind, self.score_temperature = n_items, max_len, score, score_temperature
+        self.item_tower = ItemTower(n_items, item_features, feature_cardinality, d, dropout)
+        self.graph = LightGCN(n_users, n_items, d, graph_layers)
+        self.sequence = SequenceEncoder(n_items, d, max_len, seq_layers, seq_heads, dropout, pooling)
+        self.meta = CategoricalFeatures(user_features, feature_cardinality, d // 2)
+        fusion_cls = GatedFusion if fusion == "gated" else ConcatFusion
+        self.fusion = fusion_cls(d, self.meta.out_dim, dropout)
+
+    def setup(self, split: SplitData) -> None:
+        self.graph.setup(split)
+
+    def make_view(self, split: SplitData) -> BatchView:
+        return EventHistoryView(split, self.max_len, pad=self.n_items)
+
+    def user_vector(self, user: Tensor, history: Tensor) -> Tensor:
+        v_graph = self.graph.propagate()[user]  # [B, D]
+        v_seq = self.sequence(history)  # [B, D]
+        return self.fusion(v_graph, v_seq, self.meta(user))  # [B, D]
+
+    def encode(self, batch: dict[str, Tensor]) -> Encoded:
+        return Encoded(query=self.user_vector(batch["user"], batch["input"]), target=batch["item"], user=batch["user"])
+
+    def item_embeddings(self) -> Tensor:
+        return self.item_tower()  # [I, D]
+
+    def user_queries(self, inputs: dict[str, Tensor]) -> Tensor:
+        return self.user_vector(inputs["user"], inputs["input"])
+
+    def score(self, query: Tensor, items: Tensor) -> Tensor:
+        if self.score_kind == "cosine":
+            return cosine_scores(query, items, self.score_temperature)
+        return super().score(query, items)
+
+    def named_vectors(self) -> dict[str, Tensor]:
+        return {"item_embeddings": self.item_tower.id_emb.weight, "user_embeddings": self.graph.embedding.weight[: self.graph.n_users]}

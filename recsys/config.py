@@ -14,7 +14,7 @@ import inspect
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
-from typing import Any
+from typing import Any, Optional
 
 from hydra.utils import get_object
 from omegaconf import DictConfig, ListConfig, OmegaConf
@@ -42,6 +42,8 @@ class RunSchema:
     tags: list[str] = field(default_factory=list)
     eval: EvalSchema = field(default_factory=EvalSchema)
     test_after_fit: bool = True
+    fit: bool = True
+    ckpt_path: Optional[str] = None
 
 
 def available(group: str, conf_dir: Path = CONF_DIR) -> list[str]:
@@ -75,7 +77,7 @@ def validate(cfg: DictConfig) -> None:
         container = OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as exc:
         raise ConfigError(f"config error: {_one_line(exc)}") from None
-    top = {k: container[k] for k in ("seed", "task_name", "tags", "eval", "test_after_fit") if k in container}
+    top = {k: container[k] for k in ("seed", "task_name", "tags", "eval", "test_after_fit", "fit", "ckpt_path") if k in container}
     try:
         OmegaConf.merge(OmegaConf.structured(RunSchema), top)
     except OmegaConfBaseException as exc:

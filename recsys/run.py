@@ -19,7 +19,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from recsys.config import check_choices, check_ks, validate
-from recsys.errors import RecsysError
+from recsys.errors import ConfigError, RecsysError
 
 # torch and Lightning are imported inside train(), so that a bad command line is
 # answered at once, before the heavy imports.
@@ -94,18 +94,29 @@ def train(cfg: DictConfig) -> dict[str, float]:
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
     loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    trainer.fit(module, datamodule=datamodule)
-
-    best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-    ckpt = best or None
+    if cfg.fit:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
+        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
+        ckpt = best or None
+    else:  # evaluate a saved checkpoint only
+        if not cfg.get("ckpt_path"):
+            raise ConfigError("fit=false evaluates a checkpoint: set ckpt_path=/path/to/best.ckpt")
+        ckpt = cfg.ckpt_path
     metrics = {k: float(v) for k, v in trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0].items()}
     if cfg.test_after_fit:
         metrics.update({k: float(v) for k, v in trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0].items()})
         _write_per_user(module, output_dir / "test_per_user.csv")
-    metrics["epochs"] = trainer.current_epoch
+    metrics["epochs"] = trainer.current_epoch if cfg.fit else torch_load_epoch(ckpt)
     _write_json_atomic(output_dir / "metrics.json", metrics)
     print_table(metrics)
     return metrics
+
+
+def torch_load_epoch(ckpt: str) -> int:
+    """Number of finished epochs stored in a Lightning checkpoint."""
+    import torch
+
+    return int(torch.load(ckpt, map_location="cpu", weights_only=False).get("epoch", -1)) + 1
 
 
 def _write_per_user(module, path: Path) -> None:

@@ -9,12 +9,12 @@ import torch
 from recsys.config import available, validate
 from recsys.run import build
 
-STEPS = 40
+STEPS = 30
 
 
 def small_data(model: str) -> list[str]:
     # a smaller synthetic catalogue keeps each case to a few seconds
-    common = ["data.dataset.n_users=600", "data.dataset.n_items=300", "data.dataset.n_clusters=6"]
+    common = ["data.dataset.n_users=400", "data.dataset.n_items=240", "data.dataset.n_clusters=6"]
     return common + (["data.batch_size=512", "optimizer.lr=0.01"] if model == "mf" else ["data.batch_size=64", "optimizer.lr=0.005", "model.max_len=20", "model.embedding_dim=32"])
 
 

@@ -140,3 +140,12 @@ def test_schedule_values_and_loss_terms_are_logged_every_step(cfg_factory, tmp_p
     assert list(per_step["step"]) == [0, 1, 2]
     assert per_step["sched/temperature"].tolist() == pytest.approx([0.1] * 3)
     assert {"train/loss/infonce_step", "train/loss/orthogonal_step", "train/loss_step"} <= set(steps.columns)
+
+
+def test_evaluating_a_saved_checkpoint_gives_the_same_metrics(cfg_factory, tmp_path):
+    trained = train(cfg_factory(["model=mf", "loss=bpr", *FAST]))
+    (ckpt,) = tmp_path.glob("**/checkpoints/best.ckpt")
+    again = train(cfg_factory(["model=mf", "loss=bpr", "fit=false", f"ckpt_path={ckpt}"]))
+    assert again["test/ndcg@10"] == trained["test/ndcg@10"] and again["epochs"] == 1
+    with pytest.raises(ConfigError, match="ckpt_path"):
+        train(cfg_factory(["fit=false"]))

@@ -10,6 +10,7 @@ from torch import Tensor
 
 from recsys.errors import TrainingError
 from recsys.losses.base import RecLoss, Scores
+from recsys.metrics.collapse import diagnostics
 from recsys.metrics.evaluator import RankingEvaluator
 from recsys.models.base import Encoded, RecModel
 from recsys.samplers.base import Negatives, NegativeSampler
@@ -53,6 +54,7 @@ class RecModule(pl.LightningModule):
         self.monitor = monitor
         self.evaluator = RankingEvaluator(list(ks), n_items)
         self.test_per_user: dict[str, Tensor] = {}
+        self._user_sample: list[Tensor] = []
 
     # ---- training -------------------------------------------------------------------
     def scores(self, enc: Encoded, negatives: Negatives) -> Scores:
@@ -113,15 +115,21 @@ class RecModule(pl.LightningModule):
         query = self.model.user_queries(batch)  # [B, D]
         scores = self.model.score(query, self.model.item_embeddings())  # [B, I]
         self.evaluator.update(scores, batch, prefix)
+        if len(self._user_sample) < 4:  # a few batches of user vectors for the diagnostics
+            self._user_sample.append(query.detach())
 
     def on_validation_epoch_start(self) -> None:
         self.evaluator.reset()
+        self._user_sample: list[Tensor] = []
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._eval_step(batch, "val")
 
     def on_validation_epoch_end(self) -> None:
         metrics = self.evaluator.compute("val")
+        metrics.update(diagnostics(self.model.item_embeddings().detach(), "collapse/item"))
+        if self._user_sample:
+            metrics.update(diagnostics(torch.cat(self._user_sample), "collapse/user"))
         monitored = metrics.pop(self.monitor, None)
         self.log_dict(metrics)
         if monitored is not None:
@@ -129,6 +137,7 @@ class RecModule(pl.LightningModule):
 
     def on_test_epoch_start(self) -> None:
         self.evaluator.reset()
+        self._user_sample = []
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._eval_step(batch, "test")

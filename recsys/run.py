@@ -73,6 +73,17 @@ def build(cfg: DictConfig):
     return datamodule, module
 
 
+def _check_accelerator(accelerator: str) -> None:
+    if accelerator in ("gpu", "cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise ConfigError(
+                "trainer=gpu needs a CUDA device, but torch sees none (a CPU build of torch, or no GPU); "
+                "use trainer=cpu or install a CUDA build (make install TORCH_SPEC=torch)"
+            )
+
+
 def _choice(group: str) -> str | None:
     """The option picked for a config group (e.g. 'nss' for loss=nss), when known."""
     try:
@@ -84,6 +95,7 @@ def _choice(group: str) -> str | None:
 def train(cfg: DictConfig) -> dict[str, float]:
     """Train and evaluate as configured; returns the final metrics."""
     validate(cfg)
+    _check_accelerator(cfg.trainer.get("accelerator", "cpu"))
     import pytorch_lightning as pl
 
     pl.seed_everything(cfg.seed, workers=True)

@@ -149,3 +149,10 @@ def test_evaluating_a_saved_checkpoint_gives_the_same_metrics(cfg_factory, tmp_p
     assert again["test/ndcg@10"] == trained["test/ndcg@10"] and again["epochs"] == 1
     with pytest.raises(ConfigError, match="ckpt_path"):
         train(cfg_factory(["fit=false"]))
+
+
+@pytest.mark.skipif(__import__("torch").cuda.is_available(), reason="checks the message on machines without a GPU")
+def test_gpu_trainer_without_gpu_is_one_line(cfg_factory):
+    with pytest.raises(ConfigError, match="trainer=gpu needs a CUDA device") as info:
+        train(cfg_factory(["trainer=gpu"]))
+    assert "\n" not in str(info.value)

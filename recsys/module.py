@@ -99,7 +99,7 @@ class RecModule(pl.LightningModule):
         if self.aux:
             for name, value in terms.items():
                 self.log(f"train/loss/{name}", value, on_step=True, on_epoch=True, batch_size=rows)
-        for name, value in self.loss.schedule_values().items():
+        for name, value in {**self.model.schedule_values(), **self.loss.schedule_values()}.items():
             self.log(f"sched/{name}", value, on_step=True, on_epoch=False, batch_size=rows)
         return loss
 

@@ -152,6 +152,19 @@ class FreezeCurriculum(BaseFinetuning):
                     f"callbacks.{NAME}: the optimizer holds frozen parameters; configure_optimizers must pass only "
                     f"parameters with requires_grad (e.g. [p for p in self.parameters() if p.requires_grad])"
                 )
+        self._check_metric_is_computed(pl_module)
+
+    def _check_metric_is_computed(self, pl_module: pl.LightningModule) -> None:
+        """Fail before training when ``val_metric`` needs a cut-off that is not evaluated."""
+        ks = getattr(getattr(pl_module, "evaluator", None), "ks", None)
+        if self.min_val_metric is None or ks is None or "@" not in self.val_metric:
+            return
+        k = self.val_metric.rsplit("@", 1)[1]
+        if k.isdigit() and int(k) not in ks:
+            raise ConfigError(
+                f"callbacks.{NAME}.val_metric={self.val_metric} needs K={k} in eval.ks (now {list(ks)}); "
+                f"add it, e.g. eval.ks=[10,20,{k}]"
+            )
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         self._val, self._closed_epoch, self._loss_sum, self._loss_steps = None, None, 0.0, 0

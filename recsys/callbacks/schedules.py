@@ -56,23 +56,25 @@ def value_at(kind: str, start: float, end: float, progress: float) -> float:
     return float(min(max(value, low), high))  # rounding never steps past an endpoint
 
 
-def require_scheduled(pl_module, attribute: str, callback: str, hint: str) -> None:
-    """Check that ``pl_module.loss`` schedules ``attribute`` (listed in ``loss.scheduled``).
+def require_scheduled(pl_module, attribute: str, callback: str, hint: str, owner: str = "loss") -> None:
+    """Check that ``pl_module.<owner>`` (the loss or the model) schedules ``attribute``,
+    i.e. lists it in its ``scheduled`` names.
 
     Args:
-        pl_module: the LightningModule; its loss is ``pl_module.loss``.
-        attribute: the loss attribute the callback sets.
+        pl_module: the LightningModule; the owner is ``pl_module.loss`` or ``pl_module.model``.
+        attribute: the attribute the callback sets.
         callback: the callback's config name (``temperature_annealing``).
         hint: how to fix it (``use loss=infonce ...``).
+        owner: ``"loss"`` or ``"model"``.
     """
-    loss = getattr(pl_module, "loss", None)
-    if loss is None:
+    target = getattr(pl_module, owner, None)
+    if target is None:
         raise ConfigError(
-            f"callbacks.{callback} controls loss.{attribute}, but {type(pl_module).__name__} has no `loss`; {hint}"
+            f"callbacks.{callback} controls {owner}.{attribute}, but {type(pl_module).__name__} has no `{owner}`; {hint}"
         )
-    scheduled = tuple(getattr(loss, "scheduled", ()))
-    if attribute not in scheduled or not hasattr(loss, attribute):
+    scheduled = tuple(getattr(target, "scheduled", ()))
+    if attribute not in scheduled or not hasattr(target, attribute):
         raise ConfigError(
-            f"callbacks.{callback} controls loss.{attribute}, but loss {type(loss).__name__} has no scheduled "
+            f"callbacks.{callback} controls {owner}.{attribute}, but {owner} {type(target).__name__} has no scheduled "
             f"{attribute!r} (it schedules: {', '.join(scheduled) or 'none'}); {hint}"
         )

@@ -29,7 +29,9 @@ class TemperatureAnnealing(pl.Callback):
             the last step (epoch) uses ``end`` (``trainer.estimated_stepping_batches - 1``
             or ``max_epochs - 1``). The resolved value is saved in the checkpoint, so a
             resumed run with a larger ``max_epochs`` keeps the original schedule.
-        attribute: the loss attribute to set (must be in ``loss.scheduled``).
+        attribute: the attribute to set (must be in the owner's ``scheduled`` names).
+        owner: ``"loss"`` (e.g. InfoNCE's ``temperature``) or ``"model"`` (e.g. the
+            two-tower's cosine ``score_temperature``).
     """
 
     def __init__(
@@ -40,7 +42,11 @@ class TemperatureAnnealing(pl.Callback):
         interval: str = "step",
         duration: int | None = None,
         attribute: str = "temperature",
+        owner: str = "loss",
     ) -> None:
+        if owner not in ("loss", "model"):
+            raise ConfigError(f"callbacks.{NAME}.owner must be 'loss' or 'model', got {owner!r}")
+        self.owner = owner
         check_schedule(schedule, start, end, where=f"callbacks.{NAME}")
         for name, value in (("start", start), ("end", end)):
             if value <= 0:
@@ -74,8 +80,9 @@ class TemperatureAnnealing(pl.Callback):
         return max(int(total) - 1, 1)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        hint = f"use loss=infonce (or another loss with a {self.attribute})"
-        require_scheduled(pl_module, self.attribute, NAME, hint)
+        hint = (f"use loss=infonce (or another loss with a {self.attribute})" if self.owner == "loss"
+                else f"use a model with a scheduled {self.attribute} (model=two_tower model.score=cosine)")
+        require_scheduled(pl_module, self.attribute, NAME, hint, owner=self.owner)
         if self.duration is not None:
             self._duration = self.duration
         elif self._restored_duration is not None:
@@ -85,11 +92,11 @@ class TemperatureAnnealing(pl.Callback):
         self._restored_duration = None
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
-        setattr(pl_module.loss, self.attribute, self.value(trainer.global_step, trainer.current_epoch))
+        setattr(getattr(pl_module, self.owner), self.attribute, self.value(trainer.global_step, trainer.current_epoch))
 
     @property
     def state_key(self) -> str:  # one annealer per attribute may run side by side
-        return self._generate_state_key(attribute=self.attribute)
+        return self._generate_state_key(owner=self.owner, attribute=self.attribute)
 
     def state_dict(self) -> dict:
         return {"duration": self._duration}

@@ -34,7 +34,16 @@ class Encoded:
 
 
 class RecModel(nn.Module):
-    """Base class of models."""
+    """Base class of models.
+
+    ``scheduled`` names float attributes that callbacks may set during training (e.g. a
+    score temperature); the module logs them every step as ``sched/<name>``.
+    """
+
+    scheduled: tuple[str, ...] = ()
+
+    def schedule_values(self) -> dict[str, float]:
+        return {name: float(getattr(self, name)) for name in self.scheduled}
 
     def setup(self, split: SplitData) -> None:
         """Called once with the split before training (e.g. LightGCN builds its graph)."""

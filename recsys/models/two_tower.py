@@ -63,6 +63,7 @@ class TwoTower(RecModel):
             raise ConfigError(f"model.embedding_dim must be divisible by seq_heads and score_temperature > 0")
         d = embedding_dim
         self.n_items, self.max_len, self.score_kind, self.score_temperature = n_items, max_len, score, score_temperature
+        self.scheduled = ("score_temperature",) if score == "cosine" else ()
         self.item_tower = ItemTower(n_items, item_features, feature_cardinality, d, dropout)
         self.graph = LightGCN(n_users, n_items, d, graph_layers)
         self.sequence = SequenceEncoder(n_items, d, max_len, seq_layers, seq_heads, dropout, pooling)

@@ -1,0 +1,144 @@
+"""How a model consumes training data.
+
+A model declares its view (``RecModel.make_view``); the data module only asks the view for
+batches by index. Every view turns the training split into tensors once; a batch is then
+one indexing operation, with no per-sample Python.
+
+* :class:`PairView` - one row per (user, item) training event (MF, LightGCN).
+* :class:`SequenceView` - one row per user: the last ``max_len`` training items as input
+  and the next item at every position as target (SASRec-style next-item prediction).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from recsys.data.interactions import Interactions, SplitData, UserItems
+
+
+class BatchView:
+    """Training rows of a split and the inputs a model needs to encode users."""
+
+    def __len__(self) -> int:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def batch(self, index: Tensor) -> dict[str, Tensor]:  # pragma: no cover - abstract
+        """The training batch made of rows ``index`` (``[B]``)."""
+        raise NotImplementedError
+
+    def user_inputs(self, users: Tensor, stage: str) -> dict[str, Tensor]:
+        """Inputs that encode ``users`` for evaluation at ``stage`` ("val" or "test")."""
+        return {"user": users}
+
+
+class PairView(BatchView):
+    """Rows are the training (user, item) events."""
+
+    def __init__(self, split: SplitData) -> None:
+        self.user = split.train.user
+        self.item = split.train.item
+
+    def __len__(self) -> int:
+        return int(self.user.numel())
+
+    def batch(self, index: Tensor) -> dict[str, Tensor]:
+        return {"user": self.user[index], "item": self.item[index]}  # [B], [B]
+
+
+def last_items(user: Tensor, item: Tensor, n_users: int, length: int, pad: int) -> Tensor:
+    """``[U, length]`` each user's last ``length`` items, right-aligned, left-padded.
+
+    ``user``/``item`` must be sorted by user and then by time.
+    """
+    counts = torch.bincount(user, minlength=n_users)  # [U]
+    start = torch.cumsum(counts, 0) - counts  # [U]
+    from_end = counts[user] - 1 - (torch.arange(user.numel()) - start[user])  # [E]
+    keep = from_end < length
+    out = torch.full((n_users, length), pad, dtype=torch.long)  # [U, L]
+    out[user[keep], length - 1 - from_end[keep]] = item[keep]
+    return out
+
+
+class SequenceView(BatchView):
+    """Next-item prediction over each user's training sequence (Kang & McAuley 2018).
+
+    Args:
+        split: the data split.
+        max_len: number of positions; longer histories keep their most recent items.
+        pad: padding item id (the models use ``n_items``).
+    """
+
+    def __init__(self, split: SplitData, max_len: int, pad: int) -> None:
+        train = split.train
+        self.max_len, self.pad = max_len, pad
+        window = last_items(train.user, train.item, train.n_users, max_len + 1, pad)  # [U, L+1]
+        inputs, targets = window[:, :-1], window[:, 1:].clone()  # [U, L], [U, L]
+        targets[inputs == pad] = pad  # a target needs at least one item of context
+        has_rows = (targets != pad).any(1)  # [U]
+        self.users = torch.nonzero(has_rows).flatten()  # [R]
+        self.inputs, self.targets = inputs[self.users], targets[self.users]  # [R, L]
+        self._history = {"val": window[:, 1:]}  # [U, L] all training items
+        test_events = _append(train, split.valid)
+        self._history["test"] = last_items(test_events.user, test_events.item, train.n_users, max_len, pad)
+
+    def __len__(self) -> int:
+        return int(self.users.numel())
+
+    def batch(self, index: Tensor) -> dict[str, Tensor]:
+        return {"user": self.users[index], "input": self.inputs[index], "target": self.targets[index]}
+
+    def user_inputs(self, users: Tensor, stage: str) -> dict[str, Tensor]:
+        return {"user": users, "input": self._history[stage][users]}  # [B], [B, L]
+
+
+def _append(train: Interactions, extra: UserItems) -> Interactions:
+    """Training events followed, for each user, by ``extra``'s items (for test inputs)."""
+    users = torch.arange(train.n_users)
+    row, item = extra.rows(users)
+    big = int(train.time.max()) + 1 if len(train) else 0
+    merged = Interactions(
+        user=torch.cat([train.user, users[row]]),
+        item=torch.cat([train.item, item]),
+        time=torch.cat([train.time, torch.full_like(item, big)]),
+        n_users=train.n_users,
+        n_items=train.n_items,
+    )
+    return merged.sorted()
+
+
+class EventHistoryView(BatchView):
+    """One row per training event, with the ``max_len`` items the user had consumed
+    *before* it as input (so the target never leaks into its own input), cut from a flat
+    item array by one gather per batch. Used by models that encode a user from their
+    recent history and predict one item per row (the two-tower model).
+
+    Args:
+        split: the data split.
+        max_len: number of history positions.
+        pad: padding item id.
+    """
+
+    def __init__(self, split: SplitData, max_len: int, pad: int) -> None:
+        train = split.train  # sorted by user, then time
+        self.max_len, self.pad = max_len, pad
+        self.user, self.item = train.user, train.item  # [E]
+        counts = torch.bincount(train.user, minlength=train.n_users)  # [U]
+        self.start = torch.cumsum(counts, 0) - counts  # [U] first event of each user
+        self._history = {"val": last_items(train.user, train.item, train.n_users, max_len, pad)}
+        test_events = _append(train, split.valid)
+        self._history["test"] = last_items(test_events.user, test_events.item, train.n_users, max_len, pad)
+
+    def __len__(self) -> int:
+        return int(self.user.numel())
+
+    def batch(self, index: Tensor) -> dict[str, Tensor]:
+        user = self.user[index]  # [B]
+        offsets = torch.arange(-self.max_len, 0)  # [L]
+        source = index.unsqueeze(1) + offsets  # [B, L] flat positions of the preceding events
+        before_start = source < self.start[user].unsqueeze(1)
+        history = self.item[source.clamp(min=0)].masked_fill(before_start, self.pad)  # [B, L]
+        return {"user": user, "item": self.item[index], "input": history}
+
+    def user_inputs(self, users: Tensor, stage: str) -> dict[str, Tensor]:
+        return {"user": users, "input": self._history[stage][users]}  # [B], [B, L]

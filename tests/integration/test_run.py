@@ -112,7 +112,12 @@ def test_same_seed_same_metrics_on_cpu(cfg_factory, tmp_path):
     for _ in range(2):
         cfg = cfg_factory(["model=mf", "loss=bpr", *FAST])
         runs.append(train(cfg))
-    assert runs[0] == runs[1]
+    ranking = {k: v for k, v in runs[0].items() if not k.startswith("collapse/")}
+    assert ranking == {k: runs[1][k] for k in ranking}  # ranking metrics: bit-identical
+    # the collapse diagnostics use an SVD whose LAPACK threading may differ in the last digits
+    assert {k: pytest.approx(v, rel=1e-4) for k, v in runs[0].items() if k.startswith("collapse/")} == {
+        k: v for k, v in runs[1].items() if k.startswith("collapse/")
+    }
 
 
 @pytest.mark.parametrize(

@@ -10,7 +10,9 @@
 
 from __future__ import annotations
 
+import collections.abc
 import inspect
+import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
@@ -137,7 +139,7 @@ def _matches(value: Any, hint: Any) -> bool:
     if isinstance(value, dict) and "_target_" in value:
         return True  # built object: checked on its own
     origin, args = typing.get_origin(hint), typing.get_args(hint)
-    if origin in (typing.Union, getattr(__import__("types"), "UnionType", None)):
+    if origin in (typing.Union, types.UnionType):
         return any(_matches(value, a) for a in args)
     if origin is typing.Literal:
         return value in args
@@ -151,7 +153,7 @@ def _matches(value: Any, hint: Any) -> bool:
         return isinstance(value, (int, float)) and not isinstance(value, bool)
     if hint is str:
         return isinstance(value, str)
-    if origin in (list, tuple, typing.Sequence, __import__("collections.abc").abc.Sequence) or hint in (list, tuple):
+    if origin in (list, tuple, collections.abc.Sequence) or hint in (list, tuple):
         if not isinstance(value, (list, tuple)):
             return False
         inner = [a for a in args if a is not Ellipsis]

@@ -32,7 +32,9 @@ class RankingEvaluator:
 
     def update(self, scores: Tensor, batch: dict[str, Tensor], prefix: str) -> None:
         """scores ``[B, I]`` for the batch's users; ``batch`` holds ``target`` ``[B, T]``,
-        ``exclude_row``/``exclude_item`` ``[nnz]`` and optional ``sampled{N}`` ``[B, N]``."""
+        ``exclude_row``/``exclude_item`` ``[nnz]`` and optional ``sampled{N}`` ``[B, N]``.
+        Excluded entries of ``scores`` are overwritten with ``-inf`` in place (no copy of
+        the ``[B, I]`` matrix); pass a tensor you no longer need."""
         scores = scores.float()
         targets = batch["target"]
         self._add(batch, "user", batch["user"])

@@ -72,11 +72,10 @@ def sample_excluding(
             f"the {n} negatives asked for; lower the number of negatives"
         )
     out = torch.randint(n_items, (users.numel(), n), generator=generator)  # [U', n]
-    bad = torch.ones_like(out, dtype=torch.bool)
     while True:
         keys = users.unsqueeze(1) * n_items + out  # [U', n]
         pos = torch.searchsorted(forbidden, keys).clamp(max=max(forbidden.numel() - 1, 0))
-        bad = forbidden[pos] == keys if forbidden.numel() else torch.zeros_like(bad)
+        bad = forbidden[pos] == keys if forbidden.numel() else torch.zeros_like(out, dtype=torch.bool)
         if not bool(bad.any()):
             return out
         out[bad] = torch.randint(n_items, (int(bad.sum()),), generator=generator)

@@ -7,7 +7,7 @@ PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 DATA_DIR ?= $(abspath ../shared/datasets)
 
-.PHONY: install run test test-slow test-all bench clean
+.PHONY: install run test test-slow test-all bench report clean
 
 install: ## create .venv and install recsys with its dev extra
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,10 @@ test-all: test test-slow
 
 bench: ## speed figures on ml1m (load, SASRec epoch, full-ranking evaluation, memory)
 	RECSYS_DATA_DIR=$${RECSYS_DATA_DIR:-$(DATA_DIR)} $(PY) -m experiments.bench
+
+report: ## compare the runs of a sweep: make report SWEEP=logs/loss_comparison/multiruns/<time>
+	@test -n "$(SWEEP)" || { echo "usage: make report SWEEP=<multirun dir>"; exit 2; }
+	$(PY) -m recsys.report $(SWEEP)
 
 clean:
 	rm -rf logs outputs multirun .pytest_cache

@@ -104,7 +104,28 @@ def train(cfg: DictConfig) -> dict[str, float]:
     (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     datamodule, module = build(cfg)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
-    loggers = [instantiate(c) for c in (cfg.get("logger") or {}).values()]
+    loggers = [lg for lg in (instantiate(c) for c in (cfg.get("logger") or {}).values()) if lg is not None]
+    wandb_runs = [lg for lg in loggers if type(lg).__name__ == "WandbLogger"]
+    for lg in wandb_runs:
+        lg.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    try:
+        metrics = _fit_and_evaluate(cfg, datamodule, module, callbacks, loggers, output_dir)
+    except BaseException:
+        _finish_wandb(wandb_runs, None, failed=True)
+        raise
+    _finish_wandb(wandb_runs, metrics, failed=False)
+    return metrics
+
+
+def _finish_wandb(runs, metrics, failed: bool) -> None:
+    if runs:
+        from recsys.loggers.wandb_logger import finish
+
+        for lg in runs:
+            finish(lg, metrics, failed=failed)
+
+
+def _fit_and_evaluate(cfg: DictConfig, datamodule, module, callbacks, loggers, output_dir: Path) -> dict[str, float]:
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
     if cfg.fit:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
@@ -166,12 +187,41 @@ def main(cfg: DictConfig) -> float | None:
     """Hydra entry point; returns the monitored validation metric (for Optuna sweeps)."""
     try:
         metrics = train(cfg)
-    except RecsysError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+    except Exception as exc:
+        _write_failure(cfg, exc)
         if HydraConfig.get().mode.name == "MULTIRUN":
+            # a sweep goes on: this job is recorded as failed (failed.json, read by
+            # recsys.report) and returns NaN, which the Optuna sweeper counts as a failed trial
+            print(f"error: job {HydraConfig.get().job.num} failed: {_one_line(exc)}", file=sys.stderr)
+            return float("nan")
+        if not isinstance(exc, RecsysError):
             raise
+        print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)
     return metrics.get(cfg.eval.monitor)
+
+
+def _one_line(exc: BaseException) -> str:
+    """``Type: first line of the message``, looking through Hydra's instantiation wrapper."""
+    while type(exc).__name__ == "InstantiationException" and exc.__cause__ is not None:
+        exc = exc.__cause__
+    text = str(exc).strip().splitlines()
+    return f"{type(exc).__name__}: {text[0] if text else ''}"
+
+
+def _write_failure(cfg: DictConfig, exc: BaseException) -> None:
+    """Record why the run failed in ``failed.json`` beside its outputs (never a metrics.json)."""
+    import traceback
+
+    try:
+        output_dir = Path(cfg.paths.output_dir)
+        output_dir.mkdir(parents=True, exist_ok=True)
+        _write_json_atomic(
+            output_dir / "failed.json",
+            {"error": _one_line(exc), "traceback": "".join(traceback.format_exception(exc))},
+        )
+    except Exception:  # noqa: BLE001 - never hide the original error
+        pass
 
 
 def cli() -> None:

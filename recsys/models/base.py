@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import torch
 from torch import Tensor, nn
 
 from recsys.data.interactions import SplitData
@@ -87,4 +88,4 @@ class RecModel(nn.Module):
         """
         if items.dim() == 2:
             return query @ items.T  # [B, N]
-        return (query.unsqueeze(1) * items).sum(-1)  # [B, N]
+        return torch.bmm(items, query.unsqueeze(2)).squeeze(2)  # [B, N], no [B, N, D] product

@@ -136,6 +136,25 @@ def test_in_batch_uses_positives_and_log_frequency(split):
     assert_close(neg.pos_log_q, want)
 
 
+def test_in_batch_cap_keeps_a_subset_of_the_batch_with_its_log_frequency(split):
+    s = InBatchSampler(max_negatives=3)
+    s.setup(split)
+    pos = torch.tensor([0, 1, 2, 3, 4, 5, 0, 1])
+    neg = s.sample(pos, torch.zeros_like(pos))
+    assert neg.items.shape == (3,)
+    assert set(neg.items.tolist()) <= set(pos.tolist())
+    assert_close(neg.log_q, s.log_q[neg.items])
+    assert_close(neg.pos_log_q, s.log_q[pos])  # the positives' log q covers every row
+    small = s.sample(pos[:3], torch.zeros(3, dtype=torch.long))
+    assert torch.equal(small.items, pos[:3])  # under the cap: the batch as is
+
+
+@pytest.mark.parametrize("bad", [0, 1, -5, 2.5, True, "10"])
+def test_in_batch_cap_rejects_bad_values(bad):
+    with pytest.raises(ConfigError, match="max_negatives"):
+        InBatchSampler(max_negatives=bad)
+
+
 # ---- full ---------------------------------------------------------------------------------
 def test_full_sampler_has_no_items(split):
     s = FullSampler()

@@ -1,0 +1,301 @@
+"""``python -m recsys.report <sweep dir>``: compare the runs of a sweep, honestly.
+
+Reads every job folder of a Hydra multirun (``<sweep dir>/<n>_<overrides>/``), whether the
+sweep has finished or is still running, and writes into ``<sweep dir>/report/``:
+
+- ``report.csv`` and ``report.md``: one row per variant (the job overrides that vary across
+  the sweep, seed excluded, e.g. ``loss=nss``): number of finished / failed / unfinished
+  seeds, mean and standard deviation over seeds of each metric in ``metrics.json``, and a
+  paired significance test of the variant against the best one on per-user test NDCG@10
+  (per-user values averaged over seeds, users paired): Wilcoxon signed-rank and paired
+  t-test, both Holm-corrected over the variants compared;
+- ``jobs.csv``: every job with its status (``done``, ``failed`` with the error from its
+  ``failed.json``, or ``unfinished``: still running, or killed) and final metrics;
+- ``train_loss.png`` and ``val_<metric>.png``: per-epoch curves (from each job's
+  ``epochs.csv``), one line per variant (mean over seeds) with a band from the lowest to
+  the highest seed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from recsys.errors import RecsysError
+
+SEED_KEYS = ("seed",)
+SHOWN = ("test/ndcg@10", "test/hr@10", "test/ndcg@20", "test/hr@20", "test/mrr", "val/ndcg@10")
+
+
+@dataclass
+class Job:
+    path: Path
+    overrides: dict[str, str]
+    status: str  # done | failed | unfinished
+    error: str = ""
+    metrics: dict[str, float] = field(default_factory=dict)
+    epochs: pd.DataFrame | None = None
+    per_user: pd.DataFrame | None = None
+    variant: str = ""
+    seed: str = ""
+
+
+def _read_overrides(job_dir: Path) -> dict[str, str]:
+    from omegaconf import OmegaConf
+
+    file = job_dir / ".hydra" / "overrides.yaml"
+    if not file.exists():
+        return {}
+    out = {}
+    for item in OmegaConf.load(file):
+        key, _, value = str(item).partition("=")
+        out[key.lstrip("+~")] = value
+    return out
+
+
+def _read_csv(path: Path) -> pd.DataFrame | None:
+    if not path.exists():
+        return None
+    try:
+        return pd.read_csv(path)
+    except (pd.errors.EmptyDataError, pd.errors.ParserError):  # written at this moment
+        return None
+
+
+def read_job(job_dir: Path) -> Job:
+    overrides = _read_overrides(job_dir)
+    metrics_file, failed_file = job_dir / "metrics.json", job_dir / "failed.json"
+    if metrics_file.exists():
+        job = Job(job_dir, overrides, "done", metrics=json.loads(metrics_file.read_text()))
+    elif failed_file.exists():
+        job = Job(job_dir, overrides, "failed", error=json.loads(failed_file.read_text()).get("error", ""))
+    else:
+        job = Job(job_dir, overrides, "unfinished")
+    job.epochs = _read_csv(job_dir / "epochs.csv")
+    job.per_user = _read_csv(job_dir / "test_per_user.csv")
+    return job
+
+
+def collect(sweep_dir: Path) -> list[Job]:
+    """Every job of the sweep, with its variant and seed set."""
+    if not sweep_dir.is_dir():
+        raise RecsysError(f"sweep directory {sweep_dir} does not exist; pass the folder a `-m` run printed (logs/<task>/multiruns/<time>)")
+    job_dirs = sorted(
+        (p for p in sweep_dir.iterdir() if p.is_dir() and (p / ".hydra").is_dir()),
+        key=lambda p: (int(p.name.split("_", 1)[0]) if p.name.split("_", 1)[0].isdigit() else 1 << 30, p.name),
+    )
+    if not job_dirs:
+        raise RecsysError(f"{sweep_dir} holds no sweep jobs (no <n>_<overrides>/.hydra folders); is it a multirun directory?")
+    jobs = [read_job(p) for p in job_dirs]
+    keys = sorted({k for j in jobs for k in j.overrides})
+    varying = [k for k in keys if k not in SEED_KEYS and len({j.overrides.get(k) for j in jobs}) > 1]
+    for j in jobs:
+        j.variant = ",".join(f"{k}={j.overrides[k]}" for k in varying if k in j.overrides) or "all"
+        j.seed = next((j.overrides[k] for k in SEED_KEYS if k in j.overrides), "")
+    return jobs
+
+
+def holm(p_values: list[float]) -> list[float]:
+    """Holm-Bonferroni adjusted p-values (same order as given)."""
+    order = np.argsort(p_values)
+    m = len(p_values)
+    adjusted = np.empty(m)
+    running = 0.0
+    for rank, idx in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * p_values[idx]))
+        adjusted[idx] = running
+    return adjusted.tolist()
+
+
+def _per_user_mean(jobs: list[Job], column: str) -> pd.Series | None:
+    frames = [j.per_user.set_index("user")[column] for j in jobs if j.status == "done" and j.per_user is not None and column in j.per_user]
+    if not frames:
+        return None
+    return pd.concat(frames, axis=1).mean(axis=1)
+
+
+def significance(jobs: list[Job], variants: list[str], best: str, metric: str) -> pd.DataFrame:
+    """Paired tests of every variant against ``best`` on per-user ``metric`` (Holm-corrected)."""
+    from scipy import stats
+
+    per_user_columns = {c for j in jobs if j.per_user is not None for c in j.per_user.columns}
+    column = metric if metric in per_user_columns else metric.split("/", 1)[-1]
+    per_user = {v: _per_user_mean([j for j in jobs if j.variant == v], column) for v in variants}
+    rows, p_w, p_t = [], [], []
+    reference = per_user.get(best)
+    for v in variants:
+        if v == best or reference is None or per_user[v] is None:
+            continue
+        a, b = reference.align(per_user[v], join="inner")
+        diff = (a - b).to_numpy()
+        if len(diff) < 2 or not np.any(diff):
+            pw = pt = 1.0
+        else:
+            pw = float(stats.wilcoxon(a.to_numpy(), b.to_numpy(), zero_method="wilcox").pvalue)
+            pt = float(stats.ttest_rel(a.to_numpy(), b.to_numpy()).pvalue)
+        rows.append({"variant": v, "users_paired": len(diff), "mean_diff_vs_best": float(diff.mean()) if len(diff) else float("nan")})
+        p_w.append(pw)
+        p_t.append(pt)
+    out = pd.DataFrame(rows, columns=["variant", "users_paired", "mean_diff_vs_best"])
+    if rows:
+        out["p_wilcoxon_holm"] = holm(p_w)
+        out["p_ttest_holm"] = holm(p_t)
+        out["significant_0.05"] = out["p_wilcoxon_holm"] < 0.05
+    return out
+
+
+def summarize(jobs: list[Job], metric: str = "test/ndcg@10") -> tuple[pd.DataFrame, str | None]:
+    """One row per variant: counts, mean and std over seeds, and the significance columns."""
+    variants = list(dict.fromkeys(j.variant for j in jobs))
+    done = [j for j in jobs if j.status == "done"]
+    metric_names = [m for m in SHOWN if any(m in j.metrics for j in done)]
+    metric_names += sorted({m for j in done for m in j.metrics if m.startswith("test") and m not in metric_names})
+    rows = []
+    for v in variants:
+        mine = [j for j in jobs if j.variant == v]
+        row: dict = {
+            "variant": v,
+            "done": sum(j.status == "done" for j in mine),
+            "failed": sum(j.status == "failed" for j in mine),
+            "unfinished": sum(j.status == "unfinished" for j in mine),
+        }
+        finished = [j for j in mine if j.status == "done"]
+        for m in metric_names + ["epochs"]:
+            values = [j.metrics[m] for j in finished if m in j.metrics]
+            row[f"{m} mean"] = float(np.mean(values)) if values else float("nan")
+            row[f"{m} std"] = float(np.std(values, ddof=1)) if len(values) > 1 else float("nan")
+        rows.append(row)
+    table = pd.DataFrame(rows)
+    key = f"{metric} mean"
+    best = None
+    if key in table and table[key].notna().any():
+        best = str(table.loc[table[key].idxmax(), "variant"])
+        sig = significance(jobs, variants, best, metric)
+        table = table.merge(sig, on="variant", how="left")
+        table = table.sort_values(key, ascending=False, na_position="last").reset_index(drop=True)
+    return table, best
+
+
+def _curves(jobs: list[Job], column: str, out: Path, title: str) -> bool:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    drawn = False
+    for v in dict.fromkeys(j.variant for j in jobs):
+        series = [j.epochs.set_index("epoch")[column] for j in jobs if j.variant == v and j.epochs is not None and column in j.epochs]
+        if not series:
+            continue
+        frame = pd.concat(series, axis=1)  # [epochs, seeds]
+        mean = frame.mean(axis=1)
+        ax.plot(mean.index, mean.values, label=f"{v} ({frame.shape[1]} seed{'s' if frame.shape[1] > 1 else ''})")
+        if frame.shape[1] > 1:
+            ax.fill_between(mean.index, frame.min(axis=1).values, frame.max(axis=1).values, alpha=0.2)
+        drawn = True
+    if drawn:
+        from matplotlib.ticker import MaxNLocator
+
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(column)
+        ax.set_title(title)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+        fig.tight_layout()
+        fig.savefig(out, dpi=110)
+    plt.close(fig)
+    return drawn
+
+
+def _fmt(mean: float, std: float, digits: int = 4) -> str:
+    if np.isnan(mean):
+        return "–"
+    return f"{mean:.{digits}f}" if np.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+
+
+def markdown(table: pd.DataFrame, jobs: list[Job], best: str | None, metric: str, plots: list[str], sweep_dir: Path) -> str:
+    metrics = [c[: -len(" mean")] for c in table.columns if c.endswith(" mean")]
+    shown = [m for m in metrics if m in SHOWN or m == "epochs"]
+    lines = [f"# Sweep report: {sweep_dir}", ""]
+    counts = {s: sum(j.status == s for j in jobs) for s in ("done", "failed", "unfinished")}
+    lines.append(f"{len(jobs)} jobs: {counts['done']} done, {counts['failed']} failed, {counts['unfinished']} unfinished (running or killed).")
+    lines.append(f"Values are mean ± standard deviation over the finished seeds. Best by {metric}: **{best}**." if best else "No finished job yet.")
+    lines.append(
+        "Significance: per-user test values averaged over seeds, each variant paired with the best on the same users; "
+        "Wilcoxon signed-rank and paired t-test p-values, Holm-corrected; `yes` = different from the best at 0.05 (Wilcoxon)."
+    )
+    lines.append("")
+    header = ["variant", "seeds (done/failed/unfinished)"] + shown + ["p Wilcoxon (Holm)", "p t-test (Holm)", "differs from best"]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "---|" * len(header))
+    for _, r in table.iterrows():
+        cells = [str(r["variant"]), f"{r['done']}/{r['failed']}/{r['unfinished']}"]
+        cells += [_fmt(r[f"{m} mean"], r[f"{m} std"], 1 if m == "epochs" else 4) for m in shown]
+        if r["variant"] == best:
+            cells += ["(best)", "(best)", ""]
+        elif "p_wilcoxon_holm" in r and not pd.isna(r.get("p_wilcoxon_holm")):
+            cells += [f"{r['p_wilcoxon_holm']:.2g}", f"{r['p_ttest_holm']:.2g}", "yes" if r["significant_0.05"] else "no"]
+        else:
+            cells += ["–", "–", ""]
+        lines.append("| " + " | ".join(cells) + " |")
+    failed = [j for j in jobs if j.status == "failed"]
+    if failed:
+        lines += ["", "## Failed jobs", ""]
+        lines += [f"- `{j.path.name}`: {j.error}" for j in failed]
+    unfinished = [j for j in jobs if j.status == "unfinished"]
+    if unfinished:
+        lines += ["", "## Unfinished jobs (running, or stopped before the end)", ""]
+        lines += [f"- `{j.path.name}` ({0 if j.epochs is None else len(j.epochs)} epochs so far)" for j in unfinished]
+    if plots:
+        lines += ["", "## Curves", ""] + [f"![{p}]({p})" for p in plots]
+    return "\n".join(lines) + "\n"
+
+
+def report(sweep_dir: str | Path, out_dir: str | Path | None = None, metric: str = "test/ndcg@10", curve: str = "val/ndcg@10") -> Path:
+    """Write the report files; returns the path of ``report.md``."""
+    sweep_dir = Path(sweep_dir)
+    jobs = collect(sweep_dir)
+    out = Path(out_dir) if out_dir else sweep_dir / "report"
+    out.mkdir(parents=True, exist_ok=True)
+    table, best = summarize(jobs, metric)
+    table.to_csv(out / "report.csv", index=False)
+    pd.DataFrame(
+        [{"job": j.path.name, "variant": j.variant, "seed": j.seed, "status": j.status, "error": j.error, **j.metrics} for j in jobs]
+    ).to_csv(out / "jobs.csv", index=False)
+    plots = []
+    if _curves(jobs, "train/loss", out / "train_loss.png", "training loss (epoch mean)"):
+        plots.append("train_loss.png")
+    curve_file = f"{curve.replace('/', '_')}.png"
+    if _curves(jobs, curve, out / curve_file, curve):
+        plots.append(curve_file)
+    md = out / "report.md"
+    md.write_text(markdown(table, jobs, best, metric, plots, sweep_dir))
+    return md
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m recsys.report", description=__doc__.split("\n")[0])
+    parser.add_argument("sweep_dir", help="a multirun folder, e.g. logs/loss_comparison/multiruns/<time>")
+    parser.add_argument("--out", default=None, help="output folder (default <sweep_dir>/report)")
+    parser.add_argument("--metric", default="test/ndcg@10", help="metric that picks the best variant and is tested per user")
+    parser.add_argument("--curve", default="val/ndcg@10", help="per-epoch validation metric to plot")
+    args = parser.parse_args(argv)
+    try:
+        md = report(args.sweep_dir, args.out, args.metric, args.curve)
+    except RecsysError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+    print(md.read_text())
+    print(f"written: {md.parent}/(report.md, report.csv, jobs.csv, *.png)")
+
+
+if __name__ == "__main__":
+    main()

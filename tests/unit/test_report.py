@@ -1,0 +1,81 @@
+"""The sweep report on hand-made job folders: statistics, Holm, partial sweeps, errors."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import stats
+
+from recsys.errors import RecsysError
+from recsys.report import collect, holm, report
+
+N_USERS = 50
+
+
+def make_job(sweep: Path, num: int, loss: str, seed: int, ndcg_per_user: np.ndarray | None, epochs: int = 3) -> Path:
+    job = sweep / f"{num}_loss-{loss}__seed-{seed}"
+    (job / ".hydra").mkdir(parents=True)
+    (job / ".hydra" / "overrides.yaml").write_text(f"- loss={loss}\n- seed={seed}\n- data=synthetic\n")
+    pd.DataFrame(
+        {"epoch": range(epochs), "train/loss": np.linspace(2, 1, epochs), "val/ndcg@10": np.linspace(0.1, 0.2, epochs)}
+    ).to_csv(job / "epochs.csv", index=False)
+    if ndcg_per_user is not None:
+        pd.DataFrame({"user": range(N_USERS), "test/ndcg@10": ndcg_per_user}).to_csv(job / "test_per_user.csv", index=False)
+        metrics = {"test/ndcg@10": float(ndcg_per_user.mean()), "val/ndcg@10": 0.2, "epochs": epochs}
+        (job / "metrics.json").write_text(json.dumps(metrics))
+    return job
+
+
+def test_holm_matches_hand_computed():
+    # sorted p: 0.01*3=0.03, 0.02*2=0.04, 0.04*1=0.04 (monotone)
+    assert np.allclose(holm([0.04, 0.01, 0.02]), [0.04, 0.03, 0.04])
+    assert np.allclose(holm([0.5, 0.9]), [1.0, 1.0])
+
+
+def test_report_means_stds_and_paired_tests(tmp_path):
+    rng = np.random.default_rng(0)
+    good = [rng.uniform(0.3, 0.6, N_USERS) for _ in range(2)]
+    bad = [g - rng.uniform(0.0, 0.2, N_USERS) for g in good]
+    same = [g + rng.normal(0, 0.01, N_USERS) for g in good]
+    num = 0
+    for loss, values in (("ce", good), ("bpr", bad), ("nss", same)):
+        for seed, v in zip((1, 2), values):
+            make_job(tmp_path, num, loss, seed, v)
+            num += 1
+    report(tmp_path, tmp_path / "out")
+    table = pd.read_csv(tmp_path / "out" / "report.csv").set_index("variant")
+    means = [np.mean([g.mean() for g in vals]) for vals in (good, bad, same)]
+    assert np.isclose(table.loc["loss=bpr", "test/ndcg@10 mean"], means[1])
+    assert np.isclose(table.loc["loss=bpr", "test/ndcg@10 std"], np.std([b.mean() for b in bad], ddof=1))
+    best = "loss=ce" if means[0] >= means[2] else "loss=nss"
+    other = "loss=nss" if best == "loss=ce" else "loss=ce"
+    ref = np.mean(good if best == "loss=ce" else same, axis=0)
+    p_bad = stats.wilcoxon(ref, np.mean(bad, axis=0)).pvalue
+    p_other = stats.wilcoxon(ref, np.mean(same if best == "loss=ce" else good, axis=0)).pvalue
+    assert np.isclose(table.loc["loss=bpr", "p_wilcoxon_holm"], holm([p_bad, p_other])[0])
+    assert table.loc["loss=bpr", "significant_0.05"]
+    assert np.isclose(table.loc[other, "p_wilcoxon_holm"], holm([p_bad, p_other])[1])
+
+
+def test_report_works_on_a_sweep_still_running(tmp_path):
+    rng = np.random.default_rng(1)
+    make_job(tmp_path, 0, "ce", 1, rng.uniform(0, 1, N_USERS))
+    make_job(tmp_path, 1, "nss", 1, None, epochs=1)  # running: one epoch so far, no metrics.json
+    failed = make_job(tmp_path, 2, "bpr", 1, None, epochs=0)
+    (failed / "failed.json").write_text(json.dumps({"error": "ConfigError: loss.margin must be positive"}))
+    md = report(tmp_path, tmp_path / "out").read_text()
+    jobs = {j.variant: j.status for j in collect(tmp_path)}
+    assert jobs == {"loss=ce": "done", "loss=nss": "unfinished", "loss=bpr": "failed"}
+    assert "loss.margin must be positive" in md and "## Unfinished jobs" in md
+    assert (tmp_path / "out" / "val_ndcg@10.png").exists()
+
+
+def test_report_errors_are_one_line(tmp_path):
+    with pytest.raises(RecsysError, match="does not exist"):
+        report(tmp_path / "nope")
+    with pytest.raises(RecsysError, match="no sweep jobs"):
+        report(tmp_path)

@@ -46,6 +46,7 @@ class RunSchema:
     test_after_fit: bool = True
     fit: bool = True
     ckpt_path: Optional[str] = None
+    init_from: list[Any] = field(default_factory=list)
 
 
 def available(group: str, conf_dir: Path = CONF_DIR) -> list[str]:
@@ -79,7 +80,7 @@ def validate(cfg: DictConfig) -> None:
         container = OmegaConf.to_container(cfg, resolve=True)
     except OmegaConfBaseException as exc:
         raise ConfigError(f"config error: {_one_line(exc)}") from None
-    top = {k: container[k] for k in ("seed", "task_name", "tags", "eval", "test_after_fit", "fit", "ckpt_path") if k in container}
+    top = {k: container[k] for k in ("seed", "task_name", "tags", "eval", "test_after_fit", "fit", "ckpt_path", "init_from") if k in container}
     try:
         OmegaConf.merge(OmegaConf.structured(RunSchema), top)
     except OmegaConfBaseException as exc:

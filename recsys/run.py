@@ -44,6 +44,7 @@ def build(cfg: DictConfig):
     Returns:
         ``(datamodule, module)``, the data module already holding the model's view.
     """
+    from recsys.models.init_from import load_components
     from recsys.module import RecModule
 
     datamodule = instantiate(cfg.data)
@@ -51,6 +52,12 @@ def build(cfg: DictConfig):
     check_ks(cfg.eval.ks, split.n_items)
     model = build_model(cfg.model, split)
     model.setup(split)
+    loaded = load_components(model, cfg.get("init_from"))
+    if loaded and cfg.get("paths") is not None and cfg.paths.get("output_dir"):
+        _write_json_atomic(Path(cfg.paths.output_dir) / "loaded_components.json", {"loaded": loaded})
+        for record in loaded:
+            print(f"init_from: loaded {record['tensors']} tensors ({record['parameters']} values) "
+                  f"from {record['ckpt']} [{record['source']}] into {record['target']}")
     datamodule.attach(model.make_view(split))
     sampler = instantiate(cfg.sampler)
     sampler.setup(split)

@@ -79,3 +79,27 @@ def test_report_errors_are_one_line(tmp_path):
         report(tmp_path / "nope")
     with pytest.raises(RecsysError, match="no sweep jobs"):
         report(tmp_path)
+
+
+@pytest.mark.parametrize("recipe", sorted(p.stem for p in (Path(__file__).resolve().parents[2] / "conf" / "hparams_search").glob("*.yaml")))
+def test_every_search_recipe_tunes_keys_that_exist(recipe, cfg_factory):
+    """Each Optuna recipe composes, uses the Optuna sweeper, and only searches real config keys."""
+    from omegaconf import OmegaConf
+
+    from recsys.config import validate
+
+    cfg = cfg_factory([f"hparams_search={recipe}"])
+    assert "optuna" in cfg.hydra.sweeper._target_.lower()
+    assert cfg.hydra.sweeper.max_failure_rate == 1.0  # a failed trial never stops the search
+    for key in cfg.hydra.sweeper.params:
+        assert OmegaConf.select(cfg, key) is not None, f"{recipe} searches {key}, which the config lacks"
+    validate(cfg)
+
+
+def test_loss_comparison_sweeps_every_loss_it_names(cfg_factory):
+    from recsys.config import available
+
+    cfg = cfg_factory(["experiment=loss_comparison"])
+    losses = str(cfg.hydra.sweeper.params.loss).split(",")
+    assert set(losses) <= set(available("loss")) and len(losses) >= 3
+    assert len(str(cfg.hydra.sweeper.params.seed).split(",")) == 3

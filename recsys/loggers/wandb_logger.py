@@ -43,7 +43,8 @@ def swept_overrides(hydra_cfg) -> list[str]:
 def sweep_identity(task_name: str) -> tuple[str | None, str | None]:
     """``(group, name)`` of this job's W&B run: ``(None, None)`` outside a sweep."""
     hydra_cfg = _hydra()
-    if hydra_cfg is None or hydra_cfg.mode.name != "MULTIRUN":
+    mode = None if hydra_cfg is None else hydra_cfg.get("mode")
+    if mode is None or getattr(mode, "name", str(mode)) != "MULTIRUN":
         return None, None
     return f"{task_name}/{Path(hydra_cfg.sweep.dir).name}", ",".join(swept_overrides(hydra_cfg))
 
@@ -95,6 +96,8 @@ def wandb_logger(
     if mode == "online" and not has_api_key():
         warnings.warn("W&B: no API key (WANDB_API_KEY or `wandb login`): logging offline instead", stacklevel=1)
         mode = "offline"
+    if os.environ.get("WANDB_MODE") == "":  # an empty WANDB_MODE makes wandb.init fail
+        del os.environ["WANDB_MODE"]
     auto_group, auto_name = sweep_identity(task_name)
     try:
         import wandb
@@ -113,7 +116,8 @@ def wandb_logger(
         )
         logger.experiment  # start now, so a failure is caught here and not mid-training
     except Exception as exc:  # noqa: BLE001 - W&B must never stop a run
-        warnings.warn(f"W&B could not start ({type(exc).__name__}: {exc}); the run goes on without it", stacklevel=1)
+        first = (str(exc).strip().splitlines() or [""])[0]
+        warnings.warn(f"W&B could not start ({type(exc).__name__}: {first}); the run goes on without it", stacklevel=1)
         return None
     return logger
 

@@ -27,10 +27,16 @@ def val_hr10(module, datamodule) -> float:
     return module.evaluator.compute("val")["val/hr@10"]
 
 
+# gbce's default (256 negatives per row, the gSASRec setting) covers this 240-item catalogue
+# entirely; BCE-type losses with many negatives need far more than 30 steps to rank (with 16:
+# MF val HR@10 0.115 after 30 steps, under the 3x-random bar), so the contract uses 4.
+PER_LOSS = {"gbce": ["sampler.num_negatives=4"]}
+
+
 @pytest.mark.parametrize("model", ["mf", "sasrec"])
 @pytest.mark.parametrize("loss", available("loss"))
 def test_loss_trains_every_model(cfg_factory, loss, model):
-    cfg = cfg_factory([f"model={model}", f"loss={loss}", *small_data(model)])
+    cfg = cfg_factory([f"model={model}", f"loss={loss}", *small_data(model), *PER_LOSS.get(loss, [])])
     validate(cfg)
     torch.manual_seed(0)
     datamodule, module = build(cfg)

@@ -36,3 +36,11 @@ def test_wandb_failing_to_start_is_a_warning_not_a_crash(tmp_path, monkeypatch):
 def test_bad_mode_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError, match="logger.wandb.mode"):
         wl.wandb_logger(save_dir=str(tmp_path), mode="sometimes")
+
+
+def test_an_empty_wandb_mode_variable_does_not_disable_logging(tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "")  # made wandb.init fail with a validation error
+    logger = wl.wandb_logger(save_dir=str(tmp_path))
+    assert logger is not None
+    wl.finish(logger, None)
+    assert len(find_offline_runs(tmp_path)) == 1

@@ -15,21 +15,13 @@ the mismatched tensors. What was loaded is returned (and written by the run to
 
 from __future__ import annotations
 
-import hashlib
 from pathlib import Path
 
 import torch
 from torch import nn
 
+from recsys.data.files import sha256_of
 from recsys.errors import ConfigError, DataError
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _state_dict(path: Path) -> dict[str, torch.Tensor]:
@@ -57,7 +49,7 @@ def load_component(model: nn.Module, ckpt: str, source: str = "model", target: s
     prefix = f"{source}." if source else ""
     picked = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
     if not picked:
-        roots = sorted({k.split(".")[0] + ("." + k.split(".")[1] if k.count(".") > 1 else "") for k in state})
+        roots = sorted({".".join(k.split(".")[: 2 if k.count(".") > 1 else 1]) for k in state})
         raise ConfigError(f"init_from: no tensor of {path} starts with {prefix!r}; its prefixes include {', '.join(roots[:12])}")
     own = module.state_dict()
     missing = sorted(set(own) - set(picked))
@@ -76,7 +68,7 @@ def load_component(model: nn.Module, ckpt: str, source: str = "model", target: s
     module.load_state_dict(picked, strict=True)
     return {
         "ckpt": str(path),
-        "sha256": _sha256(path),
+        "sha256": sha256_of(path),
         "source": source,
         "target": target or "(whole model)",
         "tensors": len(picked),

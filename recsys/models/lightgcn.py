@@ -24,6 +24,24 @@ def normalized_adjacency(user: Tensor, item: Tensor, n_users: int, n_items: int)
     return torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (n, n)).coalesce().to_sparse_csr()
 
 
+class _SymmetricSpMM(torch.autograd.Function):
+    """``A @ X`` for a symmetric sparse ``A`` whose backward reuses ``A`` (``A^T = A``).
+
+    ``torch.sparse.mm``'s own backward transposes the CSR matrix on every call, which is
+    3x slower than the product itself on Gowalla's graph (0.6 s vs 0.2 s per step for 3
+    layers on 2 CPU cores); the propagation is the step's main cost.
+    """
+
+    @staticmethod
+    def forward(ctx, adjacency: Tensor, dense: Tensor) -> Tensor:  # type: ignore[override]
+        ctx.adjacency = adjacency
+        return torch.sparse.mm(adjacency, dense)  # [N, D]
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[None, Tensor]:  # type: ignore[override]
+        return None, torch.sparse.mm(ctx.adjacency, grad)  # [N, D]
+
+
 class LightGCN(RecModel):
     """User and item embeddings smoothed over the training graph.
 
@@ -71,7 +89,7 @@ class LightGCN(RecModel):
             return self._cache[1]
         layer, total = weight, weight
         for _ in range(self.num_layers):
-            layer = torch.sparse.mm(self.adjacency, layer)  # [U + I, D]
+            layer = _SymmetricSpMM.apply(self.adjacency, layer)  # [U + I, D]
             total = total + layer
         out = total / (self.num_layers + 1)
         self._cache = (key, out)

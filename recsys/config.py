@@ -2,6 +2,8 @@
 
 * :func:`check_choices` - every ``group=option`` on the command line names an existing
   option (one line listing the available ones otherwise).
+* :func:`short_dirname` (resolver ``${short_dirname:...}``) - run folder names built from
+  the overrides stay below the file system's 255-byte limit.
 * :func:`validate` - every node with a ``_target_`` is checked against the target's
   typed signature: unknown keys and values of the wrong type fail, naming the key. The
   constructor signatures are the typed schemas of the groups; :class:`RunSchema` types the
@@ -11,6 +13,7 @@
 from __future__ import annotations
 
 import collections.abc
+import hashlib
 import inspect
 import types
 import typing
@@ -26,6 +29,22 @@ from recsys.errors import ConfigError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 _PLURAL = {"data": "datasets", "loss": "losses", "callbacks": "callback sets", "hparams_search": "searches"}
+
+
+MAX_DIRNAME = 180  # characters of the overrides kept in a run folder's name
+
+
+def short_dirname(name: str, limit: int = MAX_DIRNAME) -> str:
+    """``name`` itself when at most ``limit`` characters, else its first ``limit - 12``
+    characters + ``__`` + 10 hex digits of its SHA-1 (distinct overrides keep distinct
+    folders). The full overrides are always in the run's ``.hydra/overrides.yaml``."""
+    if len(name) <= limit:
+        return name
+    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+    return f"{name[: limit - 12]}__{digest}"
+
+
+OmegaConf.register_new_resolver("short_dirname", short_dirname, replace=True)
 
 
 @dataclass

@@ -161,3 +161,24 @@ def test_gpu_trainer_without_gpu_is_one_line(cfg_factory):
     with pytest.raises(ConfigError, match="trainer=gpu needs a CUDA device") as info:
         train(cfg_factory(["trainer=gpu"]))
     assert "\n" not in str(info.value)
+
+
+def test_long_override_list_gets_a_short_run_folder(tmp_path):
+    """Run folders are named after the overrides; past 255 bytes the run used to crash with
+    'File name too long' (seen with 12 overrides). Now the name is shortened with a hash."""
+    overrides = ["trainer.max_epochs=1", *FAST, "model=mf", "loss=ssm", "sampler=uniform", "sampler.shared=true",
+                 "sampler.num_negatives=64", "data.batch_size=256", "optimizer.lr=0.005", "eval.patience=10",
+                 "trainer.check_val_every_n_epoch=1", "task_name=a_rather_long_task_name_for_this_test", "logger=csv"]
+    result = run_cli(overrides, tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    folder = run_dir(tmp_path)
+    assert len(folder.name) < 255 and len("_".join(overrides)) > 255
+    assert "sampler.num_negatives=64" in (folder / ".hydra" / "overrides.yaml").read_text()
+
+
+def test_short_dirname_keeps_short_names_and_hashes_long_ones():
+    from recsys.config import short_dirname
+
+    assert short_dirname("loss-nss__seed-1") == "loss-nss__seed-1"
+    long_a, long_b = "x" * 300, "x" * 299 + "y"
+    assert len(short_dirname(long_a)) == 180 and short_dirname(long_a) != short_dirname(long_b)

@@ -191,10 +191,10 @@ def _curves(jobs: list[Job], column: str, out: Path, title: str) -> bool:
     fig, ax = plt.subplots(figsize=(7, 4.5))
     drawn = False
     for v in dict.fromkeys(j.variant for j in jobs):
-        series = [j.epochs.set_index("epoch")[column] for j in jobs if j.variant == v and j.epochs is not None and column in j.epochs]
+        series = [j.epochs.set_index("epoch")[column].dropna() for j in jobs if j.variant == v and j.epochs is not None and column in j.epochs]
         if not series:
             continue
-        frame = pd.concat(series, axis=1)  # [epochs, seeds]
+        frame = pd.concat(series, axis=1).dropna(how="all")  # [epochs, seeds], epochs without validation dropped
         mean = frame.mean(axis=1)
         ax.plot(mean.index, mean.values, label=f"{v} ({frame.shape[1]} seed{'s' if frame.shape[1] > 1 else ''})")
         if frame.shape[1] > 1:

@@ -12,7 +12,9 @@ import pytorch_lightning as pl
 class EpochMetricsCSV(pl.Callback):
     """Writes ``epoch``, the epoch means of the training metrics and the validation metrics
     to ``path`` after every training epoch (the file is rewritten atomically, so it is
-    always complete up to the last finished epoch).
+    always complete up to the last finished epoch). With ``check_val_every_n_epoch > 1``
+    the validation columns (``val*``, ``collapse/*``) of epochs without a validation are
+    left empty instead of repeating the last validation's values.
 
     Args:
         path: the CSV file.
@@ -21,13 +23,21 @@ class EpochMetricsCSV(pl.Callback):
     def __init__(self, path: str) -> None:
         self.path = Path(path)
         self.rows: list[dict[str, float]] = []
+        self._validated_epoch: int | None = None
+
+    def on_validation_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._validated_epoch = trainer.current_epoch
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking:
             return
         row: dict[str, float] = {"epoch": trainer.current_epoch, "step": trainer.global_step}
+        validated = self._validated_epoch == trainer.current_epoch
         for key, value in sorted(trainer.callback_metrics.items()):
             if key.endswith("_step") or value.numel() != 1:
+                continue
+            if not validated and key.startswith(("val", "collapse/")):
                 continue
             row[key.removesuffix("_epoch")] = float(value)
         self.rows.append(row)

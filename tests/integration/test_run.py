@@ -182,3 +182,13 @@ def test_short_dirname_keeps_short_names_and_hashes_long_ones():
     assert short_dirname("loss-nss__seed-1") == "loss-nss__seed-1"
     long_a, long_b = "x" * 300, "x" * 299 + "y"
     assert len(short_dirname(long_a)) == 180 and short_dirname(long_a) != short_dirname(long_b)
+
+
+def test_epoch_csv_leaves_validation_columns_empty_between_validations(tmp_path):
+    result = run_cli(["trainer.max_epochs=4", "trainer.check_val_every_n_epoch=2", *FAST], tmp_path)
+    assert result.returncode == 0, result.stderr[-3000:]
+    epochs = pd.read_csv(run_dir(tmp_path) / "epochs.csv")
+    assert list(epochs["epoch"]) == [0, 1, 2, 3]
+    validated = epochs["val/ndcg@10"].notna().tolist()
+    assert validated == [False, True, False, True]
+    assert epochs["train/loss"].notna().all()

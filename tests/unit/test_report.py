@@ -103,3 +103,17 @@ def test_loss_comparison_sweeps_every_loss_it_names(cfg_factory):
     losses = str(cfg.hydra.sweeper.params.loss).split(",")
     assert set(losses) <= set(available("loss")) and len(losses) >= 3
     assert len(str(cfg.hydra.sweeper.params.seed).split(",")) == 3
+
+
+def test_curves_skip_epochs_without_validation(tmp_path):
+    """With check_val_every_n_epoch=2 the validation columns are empty on odd rows; the
+    curve is drawn through the validated epochs only (a NaN-gapped line would be invisible)."""
+    from recsys.report import _curves
+
+    job = make_job(tmp_path, 0, "ce", 1, np.full(N_USERS, 0.3), epochs=6)
+    frame = pd.read_csv(job / "epochs.csv")
+    frame.loc[frame.epoch % 2 == 0, "val/ndcg@10"] = np.nan
+    frame.to_csv(job / "epochs.csv", index=False)
+    jobs = collect(tmp_path)
+    assert _curves(jobs, "val/ndcg@10", tmp_path / "val.png", "val")
+    assert (tmp_path / "val.png").stat().st_size > 0

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import textwrap
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -196,7 +197,8 @@ def _curves(jobs: list[Job], column: str, out: Path, title: str) -> bool:
             continue
         frame = pd.concat(series, axis=1).dropna(how="all")  # [epochs, seeds], epochs without validation dropped
         mean = frame.mean(axis=1)
-        ax.plot(mean.index, mean.values, label=f"{v} ({frame.shape[1]} seed{'s' if frame.shape[1] > 1 else ''})")
+        label = textwrap.fill(f"{v} ({frame.shape[1]} seed{'s' if frame.shape[1] > 1 else ''})", 90)
+        ax.plot(mean.index, mean.values, label=label)
         if frame.shape[1] > 1:
             ax.fill_between(mean.index, frame.min(axis=1).values, frame.max(axis=1).values, alpha=0.2)
         drawn = True
@@ -208,9 +210,9 @@ def _curves(jobs: list[Job], column: str, out: Path, title: str) -> bool:
         ax.set_ylabel(column)
         ax.set_title(title)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-        fig.tight_layout()
-        fig.savefig(out, dpi=110)
+        # below the axes: variant names (the swept overrides) can be long
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False)
+        fig.savefig(out, dpi=110, bbox_inches="tight")
     plt.close(fig)
     return drawn
 

@@ -3,7 +3,7 @@
 * :func:`check_choices` - every ``group=option`` on the command line names an existing
   option (one line listing the available ones otherwise).
 * :func:`short_dirname` (resolver ``${short_dirname:...}``) - run folder names built from
-  the overrides stay below the file system's 255-byte limit.
+  the overrides stay one level deep and below the file system's 255-byte limit.
 * :func:`validate` - every node with a ``_target_`` is checked against the target's
   typed signature: unknown keys and values of the wrong type fail, naming the key. The
   constructor signatures are the typed schemas of the groups; :class:`RunSchema` types the
@@ -35,12 +35,16 @@ MAX_DIRNAME = 180  # characters of the overrides kept in a run folder's name
 
 
 def short_dirname(name: str, limit: int = MAX_DIRNAME) -> str:
-    """``name`` itself when at most ``limit`` characters, else its first ``limit - 12``
-    characters + ``__`` + 10 hex digits of its SHA-1 (distinct overrides keep distinct
-    folders). The full overrides are always in the run's ``.hydra/overrides.yaml``."""
+    """A one-level folder name for ``name`` (the overrides): ``/`` becomes ``_`` (a path
+    in an override, e.g. ``init_from=[{ckpt: /runs/x.ckpt ...}]``, used to nest the run
+    folder in directories named after the path); when longer than ``limit`` characters,
+    its first ``limit - 12`` characters + ``__`` + 10 hex digits of its SHA-1 (distinct
+    overrides keep distinct folders). The full overrides are always in the run's
+    ``.hydra/overrides.yaml``."""
+    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
+    name = name.replace("/", "_")
     if len(name) <= limit:
         return name
-    digest = hashlib.sha1(name.encode()).hexdigest()[:10]
     return f"{name[: limit - 12]}__{digest}"
 
 

@@ -180,6 +180,7 @@ def test_short_dirname_keeps_short_names_and_hashes_long_ones():
     from recsys.config import short_dirname
 
     assert short_dirname("loss-nss__seed-1") == "loss-nss__seed-1"
+    assert short_dirname("init_from-[{ckpt:/runs/a/best.ckpt}]") == "init_from-[{ckpt:_runs_a_best.ckpt}]"
     long_a, long_b = "x" * 300, "x" * 299 + "y"
     assert len(short_dirname(long_a)) == 180 and short_dirname(long_a) != short_dirname(long_b)
 

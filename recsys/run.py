@@ -111,6 +111,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     datamodule, module = build(cfg)
     callbacks = [instantiate(c) for c in (cfg.get("callbacks") or {}).values()]
+    _warn_untrained_frozen(callbacks, [str(e.get("target", "")) for e in cfg.get("init_from") or []])
     loggers = [lg for lg in (instantiate(c) for c in (cfg.get("logger") or {}).values()) if lg is not None]
     wandb_runs = [lg for lg in loggers if type(lg).__name__ == "WandbLogger"]
     for lg in wandb_runs:
@@ -130,6 +131,18 @@ def _finish_wandb(runs, metrics, failed: bool) -> None:
 
         for lg in runs:
             finish(lg, metrics, failed=failed)
+
+
+def _warn_untrained_frozen(callbacks: list, loaded_targets: list[str]) -> None:
+    """One warning line when a freeze curriculum keeps randomly initialized parts frozen for
+    the whole run (on ml1m that cost 3-4x in NDCG@10: README, two-tower table)."""
+    from recsys.callbacks.freeze_curriculum import FreezeCurriculum
+
+    for callback in callbacks:
+        if isinstance(callback, FreezeCurriculum) and (stuck := callback.never_trained(loaded_targets)):
+            print(f"warning: freeze_curriculum keeps {', '.join(stuck)} frozen at their initial (random) values for the "
+                  f"whole run; start them from a checkpoint with init_from=[{{ckpt: ..., source: ..., target: {stuck[0]}}}] "
+                  f"or add them to callbacks.freeze_curriculum.later_unfreeze", file=sys.stderr)
 
 
 def _fit_and_evaluate(cfg: DictConfig, datamodule, module, callbacks, loggers, output_dir: Path) -> dict[str, float]:

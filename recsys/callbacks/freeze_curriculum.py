@@ -90,6 +90,18 @@ class FreezeCurriculum(BaseFinetuning):
         self._loss_sum, self._loss_steps = 0.0, 0  # training loss of the current epoch
         self._closed_epoch: int | None = None  # epoch whose on_train_epoch_end ran, until the next starts
 
+    def never_trained(self, loaded: list[str] = ()) -> list[str]:
+        """Frozen paths that keep (part of) their initial values for the whole run: not
+        entirely inside an unfrozen path, and not inside a part loaded with ``init_from``
+        (``loaded``: its targets, ``""`` = the whole model). With the defaults and no
+        ``init_from`` that is ``item_tower`` (only its head is unfrozen) and ``graph``."""
+
+        def inside(path: str, parts: list[str]) -> bool:
+            return any(part == "" or path == part or path.startswith(part + ".") for part in parts)
+
+        released = list(self.unfreeze_paths) + list(self.later_paths)
+        return [p for p in self.freeze_paths if not inside(p, released) and not inside(p, list(loaded))]
+
     # ---- the decision (pure) ---------------------------------------------------------------
     def should_switch(self, epoch: int, train_loss: float | None, val_value: float | None) -> bool:
         """Whether the conditions hold at the end of epoch ``epoch`` with these metrics."""

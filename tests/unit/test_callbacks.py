@@ -407,3 +407,27 @@ def test_resumed_run_continues_the_same_schedules_and_stages(tmp_path, checkpoin
     assert len(done[(4, 0)]["lrs"]) == 3
     for (n, p), q in zip(first.lightning_module.named_parameters(), second.lightning_module.parameters()):
         assert torch.allclose(p, q, atol=1e-6), n
+
+
+def test_never_trained_lists_frozen_parts_neither_unfrozen_nor_loaded():
+    from recsys.callbacks.freeze_curriculum import FreezeCurriculum
+
+    cb = FreezeCurriculum(freeze=["item_tower", "graph"], unfreeze=["item_tower.head"], after_epoch=0)
+    assert cb.never_trained() == ["item_tower", "graph"]  # only the head of item_tower is released
+    assert cb.never_trained(["graph"]) == ["item_tower"]
+    assert cb.never_trained(["item_tower", "graph"]) == [] and cb.never_trained([""]) == []
+    released = FreezeCurriculum(freeze=["item_tower.head", "graph"], unfreeze=["item_tower"], after_epoch=0,
+                                later_unfreeze=["graph"], later_epochs=1)
+    assert released.never_trained() == []
+
+
+def test_run_warns_once_about_frozen_parts_that_never_train(capsys):
+    from recsys.callbacks.freeze_curriculum import FreezeCurriculum
+    from recsys.run import _warn_untrained_frozen
+
+    cb = FreezeCurriculum(freeze=["item_tower", "graph"], unfreeze=["item_tower.head"], after_epoch=0)
+    _warn_untrained_frozen([cb], [])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "item_tower, graph" in err[0] and "init_from" in err[0]
+    _warn_untrained_frozen([cb], ["item_tower", "graph"])
+    assert capsys.readouterr().err == ""

@@ -112,9 +112,7 @@ def bench_lightgcn_gowalla(data_dir: str, steps: int = 10) -> dict[str, float]:
     from recsys.samplers.uniform import UniformSampler
 
     dm = RecDataModule(Gowalla(download=False), FixedSplit(), data_dir=data_dir, batch_size=8192, eval_batch_size=1024)
-    dm.split = FixedSplit()(Gowalla(download=False).load(data_dir))
-    dm._eval = {stage: dm._eval_tables(stage) for stage in ("val", "test")}
-    split = dm.split
+    split = dm.prepare()
     model = LightGCN(split.n_users, split.n_items, embedding_dim=64, num_layers=3)
     model.setup(split)
     dm.attach(model.make_view(split))

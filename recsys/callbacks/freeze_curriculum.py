@@ -96,11 +96,11 @@ class FreezeCurriculum(BaseFinetuning):
         (``loaded``: its targets, ``""`` = the whole model). With the defaults and no
         ``init_from`` that is ``item_tower`` (only its head is unfrozen) and ``graph``."""
 
-        def inside(path: str, parts: list[str]) -> bool:
+        def inside(path: str, parts) -> bool:
             return any(part == "" or path == part or path.startswith(part + ".") for part in parts)
 
-        released = list(self.unfreeze_paths) + list(self.later_paths)
-        return [p for p in self.freeze_paths if not inside(p, released) and not inside(p, list(loaded))]
+        released = [*self.unfreeze_paths, *self.later_paths]
+        return [p for p in self.freeze_paths if not inside(p, released) and not inside(p, loaded)]
 
     # ---- the decision (pure) ---------------------------------------------------------------
     def should_switch(self, epoch: int, train_loss: float | None, val_value: float | None) -> bool:

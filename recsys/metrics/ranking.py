@@ -23,11 +23,11 @@ import torch
 from torch import Tensor
 
 
-def target_ranks(scores: Tensor, targets: Tensor, chunk: int = 1 << 24, sort_above: int = 16) -> Tensor:
+def target_ranks(scores: Tensor, targets: Tensor, chunk: int = 1 << 24, bisect_above: int = 16) -> Tensor:
     """Pessimistic 1-based rank of each target.
 
     With few targets per user (leave-one-out) each target's score is compared with the
-    whole row (``O(B T N)``). With more than ``sort_above`` (Gowalla's test sets hold up
+    whole row (``O(B T N)``). With more than ``bisect_above`` (Gowalla's test sets hold up
     to hundreds of items) only the targets' scores are sorted and every item is placed
     among them by binary search (``O(B N log T)``); a per-row histogram of those positions,
     summed from the top, counts the items at or above each target. Both paths give
@@ -38,7 +38,7 @@ def target_ranks(scores: Tensor, targets: Tensor, chunk: int = 1 << 24, sort_abo
         scores: ``[B, N]`` scores, excluded items already at ``-inf``.
         targets: ``[B, T]`` column indices into ``scores``, ``-1`` for padding.
         chunk: rows are processed in pieces of at most this many comparisons.
-        sort_above: use the binary-search path when ``T`` exceeds this.
+        bisect_above: use the binary-search path when ``T`` exceeds this.
 
     Returns:
         ``[B, T]`` float ranks, ``inf`` at padding.
@@ -47,7 +47,7 @@ def target_ranks(scores: Tensor, targets: Tensor, chunk: int = 1 << 24, sort_abo
     t = targets.shape[1]
     valid = targets >= 0  # [B, T]
     target_scores = scores.gather(1, targets.clamp(min=0))  # [B, T]
-    if t > sort_above:
+    if t > bisect_above:
         padded = target_scores.masked_fill(~valid, float("inf"))  # [B, T] padding sorts last
         ascending, order = padded.sort(dim=1)  # [B, T]
         position = torch.searchsorted(ascending, scores.contiguous(), side="right")  # [B, N] #{t: s_t <= s_j}

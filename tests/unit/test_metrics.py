@@ -174,12 +174,12 @@ def random_eval_case(n_users: int, n_items: int, seed: int, ties: bool):
 
 
 @pytest.mark.parametrize("ties", [False, True])
-@pytest.mark.parametrize("chunk, sort_above", [(1, 16), (50, 16), (1 << 24, 16), (1 << 24, 0)])
-def test_ranks_and_metrics_match_loop_reference(ties, chunk, sort_above):
-    """Both rank paths: compare with the row, and binary search among the targets (sort_above=0)."""
+@pytest.mark.parametrize("chunk, bisect_above", [(1, 16), (50, 16), (1 << 24, 16), (1 << 24, 0)])
+def test_ranks_and_metrics_match_loop_reference(ties, chunk, bisect_above):
+    """Both rank paths: compare with the row, and binary search among the targets (bisect_above=0)."""
     ks = [1, 3, 10]
     scores, targets = random_eval_case(40, 25, seed=7 + int(ties), ties=ties)
-    ranks = target_ranks(torch.from_numpy(scores), torch.from_numpy(targets), chunk=chunk, sort_above=sort_above)
+    ranks = target_ranks(torch.from_numpy(scores), torch.from_numpy(targets), chunk=chunk, bisect_above=bisect_above)
     got = metrics_from_ranks(ranks, ks)
     for u in range(scores.shape[0]):
         row = scores[u].tolist()

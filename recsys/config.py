@@ -110,6 +110,18 @@ def validate(cfg: DictConfig) -> None:
         raise ConfigError(f"config error: {_one_line(exc)}") from None
     for key, value in container.items():
         _walk(value, key)
+    _check_validation_kept(container.get("trainer") or {})
+
+
+def _check_validation_kept(trainer: dict) -> None:
+    """Validation picks the best checkpoint and gives the reported val/ metrics: a run
+    must not switch it off."""
+    limit = trainer.get("limit_val_batches")
+    if limit is not None and not isinstance(limit, bool) and isinstance(limit, (int, float)) and limit <= 0:
+        raise ConfigError(
+            f"trainer.limit_val_batches={limit} switches validation off, but validation picks the best checkpoint "
+            f"and the reported val/ metrics; use a positive number of batches (or a fraction in (0, 1])"
+        )
 
 
 def _walk(node: Any, path: str) -> None:

@@ -64,6 +64,17 @@ def test_wrong_value_types_name_the_key(cfg_factory, override, key):
     assert key.split(".")[-1] in one_line(info)
 
 
+@pytest.mark.parametrize("limit, ok", [(0, False), (0.0, False), (1, True), (0.5, True)])
+def test_switching_validation_off_is_refused(cfg_factory, limit, ok):
+    cfg = cfg_factory([f"+trainer.limit_val_batches={limit}"])
+    if ok:
+        validate(cfg)
+        return
+    with pytest.raises(ConfigError) as info:  # it crashed with an IndexError after training
+        validate(cfg)
+    assert "trainer.limit_val_batches" in one_line(info)
+
+
 def test_unknown_key_is_named_with_the_valid_ones(cfg_factory):
     cfg = cfg_factory(["+model.embeding_dim=32"])  # typo
     with pytest.raises(ConfigError) as info:

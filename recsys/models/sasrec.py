@@ -2,7 +2,9 @@
 
 Item and learned position embeddings feed causal self-attention blocks; the output at
 position ``t`` is the query for the item at ``t + 1``, so every position of every sequence
-is a training row. Item embeddings are shared between input and output. The block layout
+is a training row. Item embeddings are shared between input and output (as in the paper)
+unless ``tied_output=False`` gives the output its own table (gSASRec's default,
+``reuse_item_embeddings=False``, Petrov & Macdonald 2023). The block layout
 follows the reference implementation: the query is layer-normed, the residual is added to
 the normed query, then a layer-normed point-wise feed-forward with its own residual, and a
 final layer norm.
@@ -79,6 +81,8 @@ class SASRec(RecModel):
         num_heads: attention heads (1).
         max_len: sequence length ``L`` (200 for ML-1M, 50 for the Amazon data).
         dropout: dropout rate (0.2 for ML-1M).
+        tied_output: score with the input item embeddings (True, the paper) or with a
+            separate output table (False).
     """
 
     def __init__(
@@ -89,6 +93,7 @@ class SASRec(RecModel):
         num_heads: int = 1,
         max_len: int = 50,
         dropout: float = 0.2,
+        tied_output: bool = True,
     ) -> None:
         super().__init__()
         if embedding_dim % num_heads != 0:
@@ -103,6 +108,7 @@ class SASRec(RecModel):
         self.emb_drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(SASRecBlock(embedding_dim, num_heads, dropout) for _ in range(num_blocks))
         self.out_norm = nn.LayerNorm(embedding_dim, eps=1e-8)
+        self.out_emb = None if tied_output else nn.Embedding(n_items, embedding_dim)  # scoring table
         for p in self.parameters():
             if p.dim() > 1:
                 nn.init.xavier_normal_(p)
@@ -130,6 +136,8 @@ class SASRec(RecModel):
         return Encoded(query=h[valid], target=target[valid], user=user)  # [R, D], [R]
 
     def item_embeddings(self) -> Tensor:
+        if self.out_emb is not None:
+            return self.out_emb.weight  # [I, D]
         return self.item_emb.weight[: self.n_items]  # [I, D]
 
     def named_vectors(self) -> dict[str, Tensor]:

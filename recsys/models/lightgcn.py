@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import torch
 from torch import Tensor, nn
 
@@ -21,7 +23,9 @@ def normalized_adjacency(user: Tensor, item: Tensor, n_users: int, n_items: int)
     degree = torch.bincount(rows, minlength=n).float()  # [N]
     inv_sqrt = degree.clamp(min=1.0).pow(-0.5)
     values = inv_sqrt[rows] * inv_sqrt[cols]
-    return torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (n, n)).coalesce().to_sparse_csr()
+    with warnings.catch_warnings():  # torch's notes that CSR is beta and invariant checks are off: noise in every run log
+        warnings.filterwarnings("ignore", message="Sparse (CSR tensor support|invariant checks)", category=UserWarning)
+        return torch.sparse_coo_tensor(torch.stack([rows, cols]), values, (n, n)).coalesce().to_sparse_csr()
 
 
 class _SymmetricSpMM(torch.autograd.Function):

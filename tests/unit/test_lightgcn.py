@@ -75,3 +75,23 @@ def test_gradient_matches_dense_reference():
     weight = model.embedding.weight.detach().clone().requires_grad_(True)
     (dense_reference(split, weight, 3) * target).sum().backward()
     assert_close(model.embedding.weight.grad, weight.grad, rtol=1e-5, atol=1e-6)
+
+
+def test_cosine_score_is_temperature_scaled_cosine_and_rejects_bad_options():
+    import pytest
+
+    from recsys.errors import ConfigError
+
+    split = tiny_split()
+    model = LightGCN(split.n_users, split.n_items, embedding_dim=4, num_layers=2, score="cosine", score_temperature=0.1)
+    model.setup(split)
+    users, items = model.user_queries({"user": torch.arange(3)}), model.item_embeddings()  # [3, D], [5, D]
+    expected = torch.stack([torch.stack([torch.cosine_similarity(u, v, dim=0) for v in items]) for u in users]) / 0.1
+    assert_close(model.score(users, items), expected)  # shared items [N, D]
+    per_row = items[torch.tensor([[0, 1], [2, 3], [4, 0]])]  # [3, 2, D]
+    assert_close(model.score(users, per_row), expected[torch.arange(3)[:, None], torch.tensor([[0, 1], [2, 3], [4, 0]])])
+    assert model.schedule_values() == {"score_temperature": 0.1}
+    assert LightGCN(3, 5).schedule_values() == {}  # dot: nothing to schedule
+    for bad in ({"score": "euclid"}, {"score": "cosine", "score_temperature": 0.0}):
+        with pytest.raises(ConfigError, match="model.score"):
+            LightGCN(3, 5, **bad)

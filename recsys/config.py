@@ -117,7 +117,7 @@ def _check_validation_kept(trainer: dict) -> None:
     """Validation picks the best checkpoint and gives the reported val/ metrics: a run
     must not switch it off."""
     limit = trainer.get("limit_val_batches")
-    if limit is not None and not isinstance(limit, bool) and isinstance(limit, (int, float)) and limit <= 0:
+    if isinstance(limit, (int, float)) and not isinstance(limit, bool) and limit <= 0:
         raise ConfigError(
             f"trainer.limit_val_batches={limit} switches validation off, but validation picks the best checkpoint "
             f"and the reported val/ metrics; use a positive number of batches (or a fraction in (0, 1])"

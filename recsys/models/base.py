@@ -13,10 +13,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
 from recsys.data.interactions import SplitData
 from recsys.data.views import BatchView
+from recsys.errors import ConfigError
 
 
 @dataclass
@@ -34,6 +36,14 @@ class Encoded:
     user: Tensor
 
 
+def cosine_scores(query: Tensor, items: Tensor, temperature: float) -> Tensor:
+    """Cosine similarity divided by ``temperature``; items ``[N, D]`` or ``[B, N, D]``."""
+    q = F.normalize(query, dim=-1)
+    v = F.normalize(items, dim=-1)
+    scores = q @ v.T if v.dim() == 2 else (q.unsqueeze(1) * v).sum(-1)
+    return scores / temperature
+
+
 class RecModel(nn.Module):
     """Base class of models.
 
@@ -42,6 +52,18 @@ class RecModel(nn.Module):
     """
 
     scheduled: tuple[str, ...] = ()
+    score_kind: str = "dot"
+    score_temperature: float = 1.0
+
+    def set_scoring(self, score: str, temperature: float) -> None:
+        """Score by ``dot`` product or by ``cosine`` similarity divided by ``temperature``
+        (then scheduled as ``score_temperature``, e.g. by ``temperature_annealing``)."""
+        if score not in ("dot", "cosine"):
+            raise ConfigError(f"model.score must be one of dot, cosine, got {score!r}")
+        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature <= 0:
+            raise ConfigError(f"model.score_temperature must be > 0, got {temperature!r}")
+        self.score_kind, self.score_temperature = score, float(temperature)
+        self.scheduled = ("score_temperature",) if score == "cosine" else ()
 
     def schedule_values(self) -> dict[str, float]:
         return {name: float(getattr(self, name)) for name in self.scheduled}
@@ -71,8 +93,6 @@ class RecModel(nn.Module):
         """The vectors exposed under ``name``; a clear error when there are none."""
         vectors = self.named_vectors()
         if name not in vectors:
-            from recsys.errors import ConfigError
-
             raise ConfigError(
                 f"model {type(self).__name__} exposes no vectors named '{name}'; it exposes: "
                 f"{', '.join(sorted(vectors))} (set aux.<term>.source)"
@@ -86,6 +106,8 @@ class RecModel(nn.Module):
             query ``[B, D]``; items ``[N, D]`` (shared) or ``[B, N, D]`` (per row) ->
             ``[B, N]``.
         """
+        if self.score_kind == "cosine":
+            return cosine_scores(query, items, self.score_temperature)  # [B, N]
         if items.dim() == 2:
             return query @ items.T  # [B, N]
         return torch.bmm(items, query.unsqueeze(2)).squeeze(2)  # [B, N], no [B, N, D] product

@@ -11,7 +11,6 @@ from recsys.data.interactions import SplitData
 from recsys.data.views import BatchView, PairView
 from recsys.errors import ConfigError
 from recsys.models.base import Encoded, RecModel
-from recsys.models.towers import cosine_scores
 
 
 def normalized_adjacency(user: Tensor, item: Tensor, n_users: int, n_items: int) -> Tensor:
@@ -82,10 +81,7 @@ class LightGCN(RecModel):
         super().__init__()
         if num_layers < 0 or embedding_dim < 1:
             raise ConfigError(f"model.num_layers must be >= 0 and embedding_dim >= 1, got {num_layers}, {embedding_dim}")
-        if score not in ("dot", "cosine") or score_temperature <= 0:
-            raise ConfigError(f"model.score must be dot or cosine and model.score_temperature > 0, got {score!r}, {score_temperature}")
-        self.score_kind, self.score_temperature = score, score_temperature
-        self.scheduled = ("score_temperature",) if score == "cosine" else ()
+        self.set_scoring(score, score_temperature)
         self.n_users, self.n_items, self.num_layers = n_users, n_items, num_layers
         self.embedding = nn.Embedding(n_users + n_items, embedding_dim)  # users first, then items
         nn.init.normal_(self.embedding.weight, std=init_std)
@@ -128,11 +124,6 @@ class LightGCN(RecModel):
 
     def user_queries(self, inputs: dict[str, Tensor]) -> Tensor:
         return self.propagate()[inputs["user"]]  # [B, D]
-
-    def score(self, query: Tensor, items: Tensor) -> Tensor:
-        if self.score_kind == "cosine":
-            return cosine_scores(query, items, self.score_temperature)  # [B, N]
-        return super().score(query, items)
 
     def named_vectors(self) -> dict[str, Tensor]:
         w = self.embedding.weight

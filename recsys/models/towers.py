@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 
@@ -115,11 +114,3 @@ class ConcatFusion(nn.Module):
 
     def forward(self, v_graph: Tensor, v_seq: Tensor, v_meta: Tensor) -> Tensor:
         return self.out(torch.cat([v_graph, v_seq, v_meta], 1))
-
-
-def cosine_scores(query: Tensor, items: Tensor, temperature: float) -> Tensor:
-    """Cosine similarity divided by ``temperature``; items ``[N, D]`` or ``[B, N, D]``."""
-    q = F.normalize(query, dim=-1)
-    v = F.normalize(items, dim=-1)
-    scores = q @ v.T if v.dim() == 2 else (q.unsqueeze(1) * v).sum(-1)
-    return scores / temperature

@@ -11,7 +11,7 @@ from recsys.data.views import BatchView, EventHistoryView
 from recsys.errors import ConfigError
 from recsys.models.base import Encoded, RecModel
 from recsys.models.lightgcn import LightGCN
-from recsys.models.towers import CategoricalFeatures, ConcatFusion, GatedFusion, ItemTower, SequenceEncoder, cosine_scores
+from recsys.models.towers import CategoricalFeatures, ConcatFusion, GatedFusion, ItemTower, SequenceEncoder
 
 
 class TwoTower(RecModel):
@@ -56,14 +56,14 @@ class TwoTower(RecModel):
         dropout: float = 0.1,
     ) -> None:
         super().__init__()
-        for name, value, allowed in (("pooling", pooling, ("attention", "last")), ("fusion", fusion, ("gated", "concat")), ("score", score, ("dot", "cosine"))):
+        for name, value, allowed in (("pooling", pooling, ("attention", "last")), ("fusion", fusion, ("gated", "concat"))):
             if value not in allowed:
                 raise ConfigError(f"model.{name} must be one of {', '.join(allowed)}, got {value!r}")
-        if embedding_dim % seq_heads or score_temperature <= 0:
-            raise ConfigError(f"model.embedding_dim must be divisible by seq_heads and score_temperature > 0")
+        if embedding_dim % seq_heads:
+            raise ConfigError(f"model.embedding_dim ({embedding_dim}) must be divisible by model.seq_heads ({seq_heads})")
+        self.set_scoring(score, score_temperature)
         d = embedding_dim
-        self.n_items, self.max_len, self.score_kind, self.score_temperature = n_items, max_len, score, score_temperature
-        self.scheduled = ("score_temperature",) if score == "cosine" else ()
+        self.n_items, self.max_len = n_items, max_len
         self.item_tower = ItemTower(n_items, item_features, feature_cardinality, d, dropout)
         self.graph = LightGCN(n_users, n_items, d, graph_layers)
         self.sequence = SequenceEncoder(n_items, d, max_len, seq_layers, seq_heads, dropout, pooling)
@@ -90,11 +90,6 @@ class TwoTower(RecModel):
 
     def user_queries(self, inputs: dict[str, Tensor]) -> Tensor:
         return self.user_vector(inputs["user"], inputs["input"])
-
-    def score(self, query: Tensor, items: Tensor) -> Tensor:
-        if self.score_kind == "cosine":
-            return cosine_scores(query, items, self.score_temperature)
-        return super().score(query, items)
 
     def named_vectors(self) -> dict[str, Tensor]:
         return {"item_embeddings": self.item_tower.id_emb.weight, "user_embeddings": self.graph.embedding.weight[: self.graph.n_users]}

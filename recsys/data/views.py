@@ -4,7 +4,8 @@ A model declares its view (``RecModel.make_view``); the data module only asks th
 batches by index. Every view turns the training split into tensors once; a batch is then
 one indexing operation, with no per-sample Python.
 
-* :class:`PairView` - one row per (user, item) training event (MF, LightGCN).
+* :class:`PairView` - one row per (user, item) training event, or per uniformly drawn
+  user and one of their items (MF, LightGCN).
 * :class:`SequenceView` - one row per user: the last ``max_len`` training items as input
   and the next item at every position as target (SASRec-style next-item prediction).
 """
@@ -15,6 +16,7 @@ import torch
 from torch import Tensor
 
 from recsys.data.interactions import Interactions, SplitData, UserItems
+from recsys.errors import ConfigError
 
 
 class BatchView:
@@ -32,18 +34,46 @@ class BatchView:
         return {"user": users}
 
 
-class PairView(BatchView):
-    """Rows are the training (user, item) events."""
+def check_train_rows(rows: object) -> str:
+    """``rows`` if it names a :class:`PairView` row scheme, else a clear error."""
+    if rows not in ("events", "users"):
+        raise ConfigError(f"model.train_rows must be one of events, users, got {rows!r}")
+    return rows  # type: ignore[return-value]
 
-    def __init__(self, split: SplitData) -> None:
-        self.user = split.train.user
+
+class PairView(BatchView):
+    """Rows are (user, item) training pairs.
+
+    ``rows="events"``: every training event once per epoch, in shuffled order (users weigh
+    by their activity). ``rows="users"``: each row draws a user uniformly among the users
+    with training events and then one of that user's training items uniformly, as the
+    LightGCN reference code samples (He et al. 2020, ``UniformSample_original``); an epoch
+    still has one row per event. Every user then weighs the same, as in the per-user
+    averages of the metrics. The draws use torch's global generator (seeded by ``seed``).
+
+    Args:
+        split: the data split.
+        rows: ``events`` or ``users``.
+    """
+
+    def __init__(self, split: SplitData, rows: str = "events") -> None:
+        self.rows = check_train_rows(rows)
+        self.user = split.train.user  # sorted by user
         self.item = split.train.item
+        counts = torch.bincount(self.user, minlength=split.train.n_users)  # [U]
+        self.active = torch.nonzero(counts).flatten()  # [U'] users with training events
+        self.start = (torch.cumsum(counts, 0) - counts)[self.active]  # [U'] first event of each
+        self.count = counts[self.active]  # [U']
 
     def __len__(self) -> int:
         return int(self.user.numel())
 
     def batch(self, index: Tensor) -> dict[str, Tensor]:
-        return {"user": self.user[index], "item": self.item[index]}  # [B], [B]
+        if self.rows == "events":
+            return {"user": self.user[index], "item": self.item[index]}  # [B], [B]
+        pick = torch.randint(self.active.numel(), (index.numel(),))  # [B] uniform over users
+        offset = (torch.rand(index.numel()) * self.count[pick]).long().clamp(max=self.count[pick] - 1)  # [B]
+        return {"user": self.active[pick], "item": self.item[self.start[pick] + offset]}  # [B], [B]
 
 
 def last_items(user: Tensor, item: Tensor, n_users: int, length: int, pad: int) -> Tensor:

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor, nn
 
 from recsys.data.interactions import SplitData
-from recsys.data.views import BatchView, PairView
+from recsys.data.views import BatchView, PairView, check_train_rows
 from recsys.errors import ConfigError
 from recsys.models.base import Encoded, RecModel
 
@@ -66,6 +66,9 @@ class LightGCN(RecModel):
         score: ``dot`` (the paper) or ``cosine``.
         score_temperature: divides cosine scores (ignored for dot); scheduled by
             ``temperature_annealing``.
+        train_rows: ``events`` (every training event once per epoch) or ``users`` (a
+            uniform user, then one of their items: the reference code's sampler); see
+            :class:`~recsys.data.views.PairView`.
     """
 
     def __init__(
@@ -77,10 +80,12 @@ class LightGCN(RecModel):
         init_std: float = 0.1,
         score: str = "dot",
         score_temperature: float = 1.0,
+        train_rows: str = "events",
     ) -> None:
         super().__init__()
         if num_layers < 0 or embedding_dim < 1:
             raise ConfigError(f"model.num_layers must be >= 0 and embedding_dim >= 1, got {num_layers}, {embedding_dim}")
+        self.train_rows = check_train_rows(train_rows)
         self.set_scoring(score, score_temperature)
         self.n_users, self.n_items, self.num_layers = n_users, n_items, num_layers
         self.embedding = nn.Embedding(n_users + n_items, embedding_dim)  # users first, then items
@@ -97,7 +102,7 @@ class LightGCN(RecModel):
         self._cache = None
 
     def make_view(self, split: SplitData) -> BatchView:
-        return PairView(split)
+        return PairView(split, rows=self.train_rows)
 
     def propagate(self) -> Tensor:
         """``[U + I, D]`` the layer-averaged vectors of every node."""

@@ -95,3 +95,18 @@ def test_cosine_score_is_temperature_scaled_cosine_and_rejects_bad_options():
     for bad in ({"score": "euclid"}, {"score": "cosine", "score_temperature": 0.0}):
         with pytest.raises(ConfigError, match="model.score"):
             LightGCN(3, 5, **bad)
+
+
+def test_train_rows_picks_the_pair_view_rows_and_rejects_unknown_names():
+    import pytest
+
+    from recsys.errors import ConfigError
+    from recsys.models.mf import MF
+
+    split = tiny_split()
+    for cls in (LightGCN, MF):
+        model = cls(split.n_users, split.n_items, embedding_dim=4, train_rows="users")
+        assert model.make_view(split).rows == "users"
+        assert cls(split.n_users, split.n_items, embedding_dim=4).make_view(split).rows == "events"
+        with pytest.raises(ConfigError, match="model.train_rows"):
+            cls(split.n_users, split.n_items, embedding_dim=4, train_rows="user")

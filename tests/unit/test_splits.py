@@ -358,3 +358,31 @@ def test_pair_view_batch_by_index():
     assert len(view) == 5
     b = view.batch(torch.tensor([4, 0, 2]))
     assert b["user"].tolist() == [2, 0, 2] and b["item"].tolist() == [2, 3, 0]
+
+
+def test_pair_view_user_rows_draw_users_then_items_uniformly():
+    """rows=users (LightGCN's reference sampler): a user with 1 event is drawn as often as
+    one with 8, never a user without events, and each user's items equally often."""
+    train = make_inter({0: [7], 1: list(range(8)), 3: [2, 5]}, n_users=5, n_items=9)
+    view = PairView(SplitData(train=train, valid=train.csr(), test=train.csr()), rows="users")
+    assert len(view) == 11  # an epoch still has one row per event
+    torch.manual_seed(0)
+    draws = 60_000
+    b = view.batch(torch.zeros(draws, dtype=torch.long))
+    pairs = Counter(zip(b["user"].tolist(), b["item"].tolist()))
+    allowed = {(0, 7), *((1, i) for i in range(8)), (3, 2), (3, 5)}
+    assert set(pairs) == allowed  # only training pairs, every one of them drawn
+    users = Counter(b["user"].tolist())
+    for u in (0, 1, 3):
+        assert users[u] / draws == pytest.approx(1 / 3, abs=0.01)
+    for i in range(8):  # user 1's eight items, 1/8 each
+        assert pairs[(1, i)] / users[1] == pytest.approx(1 / 8, abs=0.01)
+    torch.manual_seed(0)
+    again = view.batch(torch.zeros(draws, dtype=torch.long))
+    assert torch.equal(again["item"], b["item"])  # the global seed fixes the draws
+
+
+def test_pair_view_rejects_an_unknown_row_scheme():
+    train = make_inter({0: [1]}, n_users=1, n_items=2)
+    with pytest.raises(ConfigError, match="train_rows must be one of events, users"):
+        PairView(SplitData(train=train, valid=train.csr(), test=train.csr()), rows="user")

@@ -25,7 +25,8 @@ class RecModule(pl.LightningModule):
         sampler: where negatives come from (``recsys.samplers``).
         optimizer: a partial optimizer, completed with the parameters.
         aux: auxiliary loss terms by name (each has a ``weight`` and is called with the
-            model); the objective is ``loss + sum(weight * term)``.
+            model and the step's ``enc=`` rows and ``negatives=``); the objective is
+            ``loss + sum(weight * term)``.
         loss_name: name of the main loss in the logs (``train/loss/<loss_name>``).
         scheduler: an optional partial learning-rate scheduler, completed with the optimizer.
         ks: metric cut-offs.
@@ -83,11 +84,12 @@ class RecModule(pl.LightningModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         enc = self.model.encode(batch)
-        main = self.loss(self.scores(enc, self.sampler.sample(enc.target, enc.user)))
+        negatives = self.sampler.sample(enc.target, enc.user)
+        main = self.loss(self.scores(enc, negatives))
         terms = {self.loss_name: main}
         loss = main
         for name, term in self.aux.items():
-            terms[name] = term(self.model)
+            terms[name] = term(self.model, enc=enc, negatives=negatives)
             loss = loss + term.weight * terms[name]
         if not torch.isfinite(loss):
             raise TrainingError(

@@ -76,7 +76,7 @@ def build(cfg: DictConfig):
         loss_name=_choice("loss"),
     )
     for term in module.aux.values():
-        module.model.exposed(term.source)  # fails now, not mid-training, if the model lacks it
+        term.check(module.model)  # fails now, not mid-training, if the model lacks what the term needs
     return datamodule, module
 
 

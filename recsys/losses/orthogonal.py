@@ -45,5 +45,9 @@ class Orthogonal(nn.Module):
         off = cos[~torch.eye(k, dtype=torch.bool, device=cos.device)]  # [K * (K - 1)]
         return off.abs().mean() if self.kind == "l1" else off.pow(2).mean()
 
-    def forward(self, model: nn.Module) -> Tensor:
+    def check(self, model: nn.Module) -> None:
+        """Fails before training when the model does not expose ``source``."""
+        model.exposed(self.source)
+
+    def forward(self, model: nn.Module, **batch) -> Tensor:  # batch (enc, negatives) unused
         return self.penalty(model.exposed(self.source))

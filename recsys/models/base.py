@@ -95,7 +95,7 @@ class RecModel(nn.Module):
         if name not in vectors:
             raise ConfigError(
                 f"model {type(self).__name__} exposes no vectors named '{name}'; it exposes: "
-                f"{', '.join(sorted(vectors))} (set aux.<term>.source)"
+                f"{', '.join(sorted(vectors))} (change aux.<term>.source, the aux term or the model)"
             )
         return vectors[name]
 

@@ -147,6 +147,13 @@ def test_schedule_values_and_loss_terms_are_logged_every_step(cfg_factory, tmp_p
     assert {"train/loss/infonce_step", "train/loss/orthogonal_step", "train/loss_step"} <= set(steps.columns)
 
 
+def test_lightgcn_with_user_rows_and_embedding_l2_trains_and_sasrec_refuses_the_term(cfg_factory):
+    overrides = ["model=lightgcn", "loss=bpr", "model.train_rows=users", "aux=[embedding_l2]", *FAST]
+    assert math.isfinite(train(cfg_factory(overrides))["test/ndcg@10"])
+    with pytest.raises(ConfigError, match="exposes no vectors named 'user_embeddings'"):
+        train(cfg_factory(["model=sasrec", "aux=[embedding_l2]", *FAST]))
+
+
 def test_evaluating_a_saved_checkpoint_gives_the_same_metrics(cfg_factory, tmp_path):
     trained = train(cfg_factory(["model=mf", "loss=bpr", *FAST]))
     (ckpt,) = tmp_path.glob("**/checkpoints/best.ckpt")

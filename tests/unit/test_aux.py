@@ -73,3 +73,60 @@ def test_total_objective_is_weighted_sum_and_terms_are_logged(monkeypatch):
     assert float(total) == pytest.approx(logged["train/loss/bpr"] + 0.5 * logged["train/loss/orthogonal"], rel=1e-6)
     assert logged["train/loss"] == pytest.approx(float(total))
     assert logged["train/loss/orthogonal"] == pytest.approx(float(ortho.penalty(model.user_emb.weight)), rel=1e-6)
+
+
+def test_embedding_l2_matches_a_direct_recomputation_for_every_negative_shape():
+    from recsys.losses.embedding_l2 import EmbeddingL2
+    from recsys.models.base import Encoded
+    from recsys.samplers.base import Negatives
+
+    torch.manual_seed(0)
+    model = MF(5, 9, 3)
+    u, v = model.user_emb.weight, model.item_emb.weight
+    enc = Encoded(query=u[[0, 3]], target=torch.tensor([1, 4]), user=torch.tensor([0, 3]))
+    term = EmbeddingL2(weight=1e-4)
+
+    def sq(x):
+        return float((x**2).sum())
+
+    # one negative per row: LightGCN's reg = 0.5 * (|u|^2 + |p|^2 + |n|^2) / B
+    per_row = Negatives(items=torch.tensor([[2], [7]]))
+    expected = 0.5 * (sq(u[0]) + sq(v[1]) + sq(v[2]) + sq(u[3]) + sq(v[4]) + sq(v[7])) / 2
+    assert float(term(model, enc=enc, negatives=per_row)) == pytest.approx(expected, rel=1e-6)
+    shared = Negatives(items=torch.tensor([2, 5, 8]))
+    neg_mean = (sq(v[2]) + sq(v[5]) + sq(v[8])) / 3
+    expected = 0.5 * (sq(u[0]) + sq(v[1]) + sq(u[3]) + sq(v[4]) + 2 * neg_mean) / 2
+    assert float(term(model, enc=enc, negatives=shared)) == pytest.approx(expected, rel=1e-6)
+    full = Negatives(items=None)
+    expected = 0.5 * (sq(u[0]) + sq(v[1]) + sq(u[3]) + sq(v[4]) + 2 * sq(v) / 9) / 2
+    assert float(term(model, enc=enc, negatives=full)) == pytest.approx(expected, rel=1e-6)
+
+    term(model, enc=enc, negatives=per_row).backward()  # only the touched rows get a gradient
+    assert torch.nonzero(model.user_emb.weight.grad.abs().sum(1)).flatten().tolist() == [0, 3]
+    assert torch.nonzero(model.item_emb.weight.grad.abs().sum(1)).flatten().tolist() == [1, 2, 4, 7]
+
+
+def test_embedding_l2_needs_per_id_tables_and_a_valid_weight():
+    from recsys.losses.embedding_l2 import EmbeddingL2
+
+    EmbeddingL2().check(MF(5, 7, 4))
+    with pytest.raises(ConfigError, match="user_embeddings"):
+        EmbeddingL2().check(SASRec(7, 8, num_heads=2, max_len=4))
+    for bad in (-1.0, "big", True):
+        with pytest.raises(ConfigError, match="aux.embedding_l2.weight"):
+            EmbeddingL2(weight=bad)
+
+
+def test_embedding_l2_is_added_to_the_objective_with_its_weight(monkeypatch):
+    from recsys.losses.embedding_l2 import EmbeddingL2
+
+    torch.manual_seed(0)
+    model = MF(4, 6, 3)
+    sampler = UniformSampler(2)
+    sampler.n_items = 6
+    module = RecModule(model, BPR(), sampler, optimizer=None, n_items=6, aux={"embedding_l2": EmbeddingL2(0.01)}, loss_name="bpr")
+    logged = {}
+    monkeypatch.setattr(module, "log", lambda name, value, **kw: logged.__setitem__(name, float(value)))
+    total = module.training_step({"user": torch.tensor([0, 1, 2]), "item": torch.tensor([1, 2, 3])}, 0)
+    assert float(total) == pytest.approx(logged["train/loss/bpr"] + 0.01 * logged["train/loss/embedding_l2"], rel=1e-6)
+    assert logged["train/loss/embedding_l2"] > 0

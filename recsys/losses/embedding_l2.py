@@ -1,0 +1,53 @@
+"""L2 penalty on the embeddings a training batch touches (the LightGCN / BPR regularizer)."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from recsys.errors import ConfigError
+from recsys.models.base import Encoded
+from recsys.samplers.base import Negatives
+
+
+class EmbeddingL2(nn.Module):
+    """``0.5 * mean_r (||u_r||^2 + ||p_r||^2 + mean_j ||n_rj||^2)`` over the batch's rows
+    ``r``: user ``u_r``, positive ``p_r`` and negatives ``n_rj``, all taken from the
+    model's *input* (layer-0) embeddings. With one negative per row and ``weight=1e-4``
+    this is the regularizer of LightGCN (He et al., SIGIR 2020, Eq. 15 and its reference
+    code) and BPR-MF (Rendle et al., UAI 2009); with shared or full-catalogue negatives
+    every row counts the mean over its negatives, so the weight keeps its meaning as the
+    number of negatives changes. Unlike ``optimizer.weight_decay`` it only shrinks the rows
+    a step uses, as often as the step uses them.
+
+    An auxiliary term (``aux=[embedding_l2]``): the module adds ``weight * value``.
+
+    Args:
+        weight: weight in the total objective (the LightGCN paper uses 1e-4).
+    """
+
+    sources = ("user_embeddings", "item_embeddings")
+
+    def __init__(self, weight: float = 1e-4) -> None:
+        super().__init__()
+        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+            raise ConfigError(f"aux.embedding_l2.weight must be a number >= 0, got {weight!r}")
+        self.weight = float(weight)
+
+    def check(self, model: nn.Module) -> None:
+        """Fails before training when the model has no per-id user and item tables."""
+        for name in self.sources:
+            model.exposed(name)
+
+    def forward(self, model: nn.Module, enc: Encoded | None = None, negatives: Negatives | None = None) -> Tensor:
+        if enc is None or negatives is None:
+            raise ConfigError("aux.embedding_l2 regularizes a training batch; call it with enc= and negatives=")
+        users, items = model.exposed("user_embeddings"), model.exposed("item_embeddings")  # [U, D], [I, D]
+        user_sq = users[enc.user].pow(2).sum(1)  # [R]
+        pos_sq = items[enc.target].pow(2).sum(1)  # [R]
+        if negatives.items is None:  # full catalogue
+            neg_sq = items.pow(2).sum(1).mean().expand_as(pos_sq)  # [R]
+        elif negatives.items.dim() == 1:  # shared by the batch
+            neg_sq = items[negatives.items].pow(2).sum(1).mean().expand_as(pos_sq)  # [R]
+        else:
+            neg_sq = items[negatives.items].pow(2).sum(2).mean(1)  # [R, N] -> [R]
+        return 0.5 * (user_sq + pos_sq + neg_sq).mean()

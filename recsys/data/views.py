@@ -58,12 +58,11 @@ class PairView(BatchView):
 
     def __init__(self, split: SplitData, rows: str = "events") -> None:
         self.rows = check_train_rows(rows)
-        self.user = split.train.user  # sorted by user
+        self.user = split.train.user
         self.item = split.train.item
-        counts = torch.bincount(self.user, minlength=split.train.n_users)  # [U]
-        self.active = torch.nonzero(counts).flatten()  # [U'] users with training events
-        self.start = (torch.cumsum(counts, 0) - counts)[self.active]  # [U'] first event of each
-        self.count = counts[self.active]  # [U']
+        if self.rows == "users":
+            self.by_user = split.train.csr()  # each user's items
+            self.active = self.by_user.users_with_items()  # [U']
 
     def __len__(self) -> int:
         return int(self.user.numel())
@@ -71,9 +70,11 @@ class PairView(BatchView):
     def batch(self, index: Tensor) -> dict[str, Tensor]:
         if self.rows == "events":
             return {"user": self.user[index], "item": self.item[index]}  # [B], [B]
-        pick = torch.randint(self.active.numel(), (index.numel(),))  # [B] uniform over users
-        offset = (torch.rand(index.numel()) * self.count[pick]).long().clamp(max=self.count[pick] - 1)  # [B]
-        return {"user": self.active[pick], "item": self.item[self.start[pick] + offset]}  # [B], [B]
+        users = self.active[torch.randint(self.active.numel(), (index.numel(),))]  # [B] uniform over users
+        start = self.by_user.indptr[users]  # [B]
+        count = self.by_user.indptr[users + 1] - start  # [B]
+        offset = (torch.rand(index.numel()) * count).long().clamp(max=count - 1)  # [B] uniform within the user
+        return {"user": users, "item": self.by_user.items[start + offset]}  # [B], [B]
 
 
 def last_items(user: Tensor, item: Tensor, n_users: int, length: int, pad: int) -> Tensor:

@@ -38,16 +38,10 @@ class EmbeddingL2(nn.Module):
         for name in self.sources:
             model.exposed(name)
 
-    def forward(self, model: nn.Module, enc: Encoded | None = None, negatives: Negatives | None = None) -> Tensor:
-        if enc is None or negatives is None:
-            raise ConfigError("aux.embedding_l2 regularizes a training batch; call it with enc= and negatives=")
+    def forward(self, model: nn.Module, enc: Encoded, negatives: Negatives) -> Tensor:
         users, items = model.exposed("user_embeddings"), model.exposed("item_embeddings")  # [U, D], [I, D]
         user_sq = users[enc.user].pow(2).sum(1)  # [R]
         pos_sq = items[enc.target].pow(2).sum(1)  # [R]
-        if negatives.items is None:  # full catalogue
-            neg_sq = items.pow(2).sum(1).mean().expand_as(pos_sq)  # [R]
-        elif negatives.items.dim() == 1:  # shared by the batch
-            neg_sq = items[negatives.items].pow(2).sum(1).mean().expand_as(pos_sq)  # [R]
-        else:
-            neg_sq = items[negatives.items].pow(2).sum(2).mean(1)  # [R, N] -> [R]
+        neg = items if negatives.items is None else items[negatives.items]  # [N, D] (full or shared) or [R, N, D]
+        neg_sq = neg.pow(2).sum(-1).mean(-1)  # [] or [R]
         return 0.5 * (user_sq + pos_sq + neg_sq).mean()

@@ -56,13 +56,12 @@ def bench_training(module: RecModule, dm: RecDataModule, steps: int) -> dict[str
         if steps and i >= steps:
             break
         start = time.perf_counter()
-        enc = module.model.encode(batch)
-        loss = module.loss(module.scores(enc, module.sampler.sample(enc.target, enc.user)))
+        step = module.objective(batch)  # the same step as training_step
         optimizer.zero_grad(set_to_none=True)
-        loss.backward()
+        step.total.backward()
         optimizer.step()
         seconds += time.perf_counter() - start
-        positions += enc.target.numel()
+        positions += step.rows
     done = min(steps, n_batches) if steps else n_batches
     return {
         "train_positions_per_s": positions / seconds,
@@ -114,11 +113,11 @@ def bench_lightgcn_gowalla(data_dir: str, steps: int = 10) -> dict[str, float]:
     dm = RecDataModule(Gowalla(download=False), FixedSplit(), data_dir=data_dir, batch_size=8192, eval_batch_size=1024)
     split = dm.prepare()
     model = LightGCN(split.n_users, split.n_items, embedding_dim=64, num_layers=3)
-    model.setup(split)
+    sampler, loss = UniformSampler(num_negatives=1), BPR()
+    for part in (model, sampler, loss):
+        part.setup(split)
     dm.attach(model.make_view(split))
-    sampler = UniformSampler(num_negatives=1)
-    sampler.setup(split)
-    module = RecModule(model, BPR(), sampler, optimizer=None, n_items=split.n_items, ks=[20])
+    module = RecModule(model, loss, sampler, optimizer=None, n_items=split.n_items, ks=[20])
     train = bench_training(module, dm, steps)
     evaluation = bench_eval(module, dm, warm_up=False)
     return {"gowalla_step_s": train["epoch_s"] / train["batches_per_epoch"],
@@ -144,9 +143,10 @@ def main() -> None:
     model = SASRec(split.n_items, embedding_dim=64, num_blocks=2, num_heads=1, max_len=200, dropout=0.2)
     view, view_s = timed(lambda: model.make_view(split))
     dm.attach(view)
-    sampler = FullSampler()
-    sampler.setup(split)
-    module = RecModule(model, CE(), sampler, optimizer=None, n_items=split.n_items)
+    sampler, loss = FullSampler(), CE()
+    for part in (model, sampler, loss):
+        part.setup(split)
+    module = RecModule(model, loss, sampler, optimizer=None, n_items=split.n_items)
 
     results = {"torch_threads": torch.get_num_threads(), "load_s": load_s, "split_s": split_s,
                "load_and_split_s": load_s + split_s, "sequence_view_s": view_s}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Callable
 
 import pytorch_lightning as pl
@@ -16,6 +17,22 @@ from recsys.models.base import Encoded, RecModel
 from recsys.samplers.base import Negatives, NegativeSampler
 
 
+@dataclass
+class Objective:
+    """The value of one training step.
+
+    Attributes:
+        total: the scalar that is minimized, ``main + sum(weight * aux term)``.
+        terms: the unweighted value of each term by name (the main loss under its
+            ``loss_name``, then each auxiliary term), for logging.
+        rows: number of training rows of the step (the batch size for logging).
+    """
+
+    total: Tensor
+    terms: dict[str, Tensor]
+    rows: int
+
+
 class RecModule(pl.LightningModule):
     """Trains ``model`` with ``loss`` on negatives from ``sampler``; evaluates by ranking.
 
@@ -28,6 +45,8 @@ class RecModule(pl.LightningModule):
             model and the step's ``enc=`` rows and ``negatives=``); the objective is
             ``loss + sum(weight * term)``.
         loss_name: name of the main loss in the logs (``train/loss/<loss_name>``).
+        pretrained_parts: model parts filled from checkpoints by ``init_from`` (``""`` =
+            the whole model), for callbacks that care (the freeze curriculum).
         scheduler: an optional partial learning-rate scheduler, completed with the optimizer.
         ks: metric cut-offs.
         n_items: catalogue size.
@@ -46,6 +65,7 @@ class RecModule(pl.LightningModule):
         monitor: str = "val/ndcg@10",
         aux: dict[str, torch.nn.Module] | None = None,
         loss_name: str | None = None,
+        pretrained_parts: list[str] = (),
     ) -> None:
         super().__init__()
         self.model, self.loss, self.sampler = model, loss, sampler
@@ -53,6 +73,7 @@ class RecModule(pl.LightningModule):
         self.loss_name = loss_name or type(loss).__name__.lower()
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.monitor = monitor
+        self.pretrained_parts = list(pretrained_parts)
         self.evaluator = RankingEvaluator(list(ks), n_items)
         self.test_per_user: dict[str, Tensor] = {}
         self._user_sample: list[Tensor] = []
@@ -82,28 +103,37 @@ class RecModule(pl.LightningModule):
             query=enc.query,
         )
 
-    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+    def objective(self, batch: dict[str, Tensor]) -> Objective:
+        """The training objective of one batch: encode, draw negatives, score, main loss
+        plus weighted auxiliary terms. Raises :class:`TrainingError` when it is not finite.
+
+        This is the one training step: ``training_step``, the benchmark and the loss
+        contract tests all call it.
+        """
         enc = self.model.encode(batch)
         negatives = self.sampler.sample(enc.target, enc.user)
         main = self.loss(self.scores(enc, negatives))
         terms = {self.loss_name: main}
-        loss = main
+        total = main
         for name, term in self.aux.items():
             terms[name] = term(self.model, enc=enc, negatives=negatives)
-            loss = loss + term.weight * terms[name]
-        if not torch.isfinite(loss):
+            total = total + term.weight * terms[name]
+        if not torch.isfinite(total):
             raise TrainingError(
-                f"training loss became {loss.item()} at step {self.global_step} (epoch {self.current_epoch}); "
+                f"training loss became {total.item()} at step {self.global_step} (epoch {self.current_epoch}); "
                 f"lower optimizer.lr or check the loss settings"
             )
-        rows = enc.target.numel()
-        self.log("train/loss", loss, on_step=True, on_epoch=True, prog_bar=True, batch_size=rows)
+        return Objective(total=total, terms=terms, rows=enc.target.numel())
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        step = self.objective(batch)
+        self.log("train/loss", step.total, on_step=True, on_epoch=True, prog_bar=True, batch_size=step.rows)
         if self.aux:
-            for name, value in terms.items():
-                self.log(f"train/loss/{name}", value, on_step=True, on_epoch=True, batch_size=rows)
+            for name, value in step.terms.items():
+                self.log(f"train/loss/{name}", value, on_step=True, on_epoch=True, batch_size=step.rows)
         for name, value in {**self.model.schedule_values(), **self.loss.schedule_values()}.items():
-            self.log(f"sched/{name}", value, on_step=True, on_epoch=False, batch_size=rows)
-        return loss
+            self.log(f"sched/{name}", value, on_step=True, on_epoch=False, batch_size=step.rows)
+        return step.total
 
     def configure_optimizers(self):
         # only trainable parameters: a freezing callback adds the frozen ones as new param groups later

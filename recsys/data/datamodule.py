@@ -13,10 +13,10 @@ from torch.utils.data import DataLoader, Dataset as TorchDataset, Sampler
 from recsys.data.datasets.base import Dataset
 from recsys.data.files import default_data_dir
 from recsys.data.interactions import SplitData, UserItems
+from recsys.data.sampling import history_keys, sample_excluding
 from recsys.data.splits import Split, check_not_empty, compact, kcore
 from recsys.data.views import BatchView
 from recsys.errors import ConfigError
-from recsys.samplers.base import history_keys, sample_excluding
 
 log = logging.getLogger(__name__)
 

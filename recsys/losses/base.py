@@ -13,6 +13,8 @@ from typing import ClassVar
 import torch
 from torch import Tensor, nn
 
+from recsys.data.interactions import SplitData
+
 
 @dataclass
 class Scores:
@@ -58,9 +60,11 @@ class RecLoss(nn.Module):
 
     scheduled: ClassVar[tuple[str, ...]] = ()
 
-    def setup(self, n_items: int) -> None:
-        """Called once before training with the catalogue size (some corrections need it)."""
-        self.n_items = n_items
+    def setup(self, split: SplitData) -> None:
+        """Called once before training with the data split, as models and samplers are
+        (:func:`recsys.wiring.build`); the base keeps the catalogue size, which some
+        corrections need."""
+        self.n_items = split.n_items
 
     def forward(self, scores: Scores) -> Tensor:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -33,7 +33,7 @@ class GBCE(RecLoss):
 
     def beta(self, negatives: int) -> float:
         if self.n_items is None:
-            raise RuntimeError("GBCE.setup(n_items) must be called before training")
+            raise RuntimeError("GBCE.setup(split) must be called before training")
         alpha = min(1.0, negatives / (self.n_items - 1))
         return alpha * (self.t * (1.0 - 1.0 / alpha) + 1.0 / alpha)
 

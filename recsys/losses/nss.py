@@ -30,7 +30,7 @@ class NSS(RecLoss):
     def correction(self, valid_negatives: Tensor) -> Tensor:
         """``[B]`` ln((N_items - 1) / n) for ``n`` valid negatives per row."""
         if self.n_items is None:
-            raise RuntimeError("NSS.setup(n_items) must be called before training")
+            raise RuntimeError("NSS.setup(split) must be called before training")
         return math.log(self.n_items - 1) - valid_negatives.float().clamp(min=1.0).log()
 
     def forward(self, s: Scores) -> Tensor:

@@ -4,13 +4,16 @@ import torch
 from torch import Tensor
 
 from recsys.data.interactions import SplitData
-from recsys.samplers.base import Negatives, NegativeSampler, check_count, history_keys, sample_excluding
+from recsys.data.sampling import history_keys, sample_excluding
+from recsys.samplers.base import Negatives, NegativeSampler, check_count
 
 
 class PresampledSampler(NegativeSampler):
     """Draws ``num_negatives`` items per user once, at set-up, with ``seed``; every training
-    row of the user reuses them. No list contains the user's training items or their
-    validation or test targets.
+    row of the user reuses them. No list contains the user's *training* items; the
+    validation and test targets may be drawn, as any other item: excluding them would tell
+    the model which items are held out (a leak). Sampled *evaluation* negatives
+    (``data.sampled_eval``) do exclude every item of the user.
 
     Args:
         num_negatives: negatives per user.
@@ -26,7 +29,7 @@ class PresampledSampler(NegativeSampler):
         gen = torch.Generator().manual_seed(self.seed)
         users = torch.arange(split.n_users)
         self.table = sample_excluding(
-            users, self.num_negatives, split.n_items, history_keys(split), gen, "sampler=presampled"
+            users, self.num_negatives, split.n_items, history_keys(split, include_targets=False), gen, "sampler=presampled"
         )  # [U, N]
 
     def sample(self, pos: Tensor, user: Tensor) -> Negatives:

@@ -10,7 +10,7 @@ import torch
 
 from recsys.errors import ConfigError
 from recsys.losses.bpr import BPR
-from recsys.losses.orthogonal import Orthogonal
+from recsys.auxiliary.orthogonal import Orthogonal
 from recsys.models.mf import MF
 from recsys.models.sasrec import SASRec
 from recsys.module import RecModule
@@ -76,7 +76,7 @@ def test_total_objective_is_weighted_sum_and_terms_are_logged(monkeypatch):
 
 
 def test_embedding_l2_matches_a_direct_recomputation_for_every_negative_shape():
-    from recsys.losses.embedding_l2 import EmbeddingL2
+    from recsys.auxiliary.embedding_l2 import EmbeddingL2
     from recsys.models.base import Encoded
     from recsys.samplers.base import Negatives
 
@@ -107,7 +107,7 @@ def test_embedding_l2_matches_a_direct_recomputation_for_every_negative_shape():
 
 
 def test_embedding_l2_needs_per_id_tables_and_a_valid_weight():
-    from recsys.losses.embedding_l2 import EmbeddingL2
+    from recsys.auxiliary.embedding_l2 import EmbeddingL2
 
     EmbeddingL2().check(MF(5, 7, 4))
     with pytest.raises(ConfigError, match="user_embeddings"):
@@ -118,7 +118,7 @@ def test_embedding_l2_needs_per_id_tables_and_a_valid_weight():
 
 
 def test_embedding_l2_is_added_to_the_objective_with_its_weight(monkeypatch):
-    from recsys.losses.embedding_l2 import EmbeddingL2
+    from recsys.auxiliary.embedding_l2 import EmbeddingL2
 
     torch.manual_seed(0)
     model = MF(4, 6, 3)

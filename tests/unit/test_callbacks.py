@@ -421,13 +421,12 @@ def test_never_trained_lists_frozen_parts_neither_unfrozen_nor_loaded():
     assert released.never_trained() == []
 
 
-def test_run_warns_once_about_frozen_parts_that_never_train(capsys):
+def test_curriculum_warns_once_about_frozen_parts_that_never_train(capsys):
     from recsys.callbacks.freeze_curriculum import FreezeCurriculum
-    from recsys.run import _warn_untrained_frozen
 
     cb = FreezeCurriculum(freeze=["item_tower", "graph"], unfreeze=["item_tower.head"], after_epoch=0)
-    _warn_untrained_frozen([cb], [])
+    cb.warn_if_never_trained([])
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "item_tower, graph" in err[0] and "init_from" in err[0]
-    _warn_untrained_frozen([cb], ["item_tower", "graph"])
+    cb.warn_if_never_trained(["item_tower", "graph"])
     assert capsys.readouterr().err == ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -17,6 +18,11 @@ from recsys.losses.gbce import GBCE
 from recsys.losses.infonce import InfoNCE
 from recsys.losses.nss import NSS
 from recsys.losses.poly import Poly1
+
+
+def catalogue(n_items: int) -> SimpleNamespace:
+    """The part of a data split a loss's ``setup`` reads: the catalogue size."""
+    return SimpleNamespace(n_items=n_items)
 
 
 def case(b=5, n=7, seed=0):
@@ -65,13 +71,13 @@ def test_dmbpr_detached_margin_has_bpr_like_gradient():
 def test_gbce_matches_formula_and_t0_is_bce():
     pos, neg, mask = case()
     loss = GBCE(t=0.75)
-    loss.setup(n_items=101)
+    loss.setup(catalogue(101))
     alpha = neg.shape[1] / 100
     beta = alpha * (0.75 * (1 - 1 / alpha) + 1 / alpha)
     ref = [-beta * math.log(sig(p)) - sum(math.log(1 - sig(x)) for x in ns) for p, ns in rows(pos, neg, mask)]
     assert float(loss(Scores(pos=pos, neg=neg, neg_mask=mask))) == pytest.approx(sum(ref) / len(ref), rel=1e-6)
     plain = GBCE(t=0.0)
-    plain.setup(n_items=101)
+    plain.setup(catalogue(101))
     assert plain.beta(7) == pytest.approx(1.0)
     # the transformed-logit form of the gSASRec code gives the same positive term
     s = 0.3
@@ -90,7 +96,7 @@ def test_infonce_matches_formula():
 def test_nss_matches_formula_and_in_batch_correction():
     pos, neg, mask = case()
     loss = NSS(eps=0.0)
-    loss.setup(n_items=500)
+    loss.setup(catalogue(500))
     values = [float(v) for v in pos] + [float(neg[b, j]) for b in range(len(pos)) for j in range(neg.shape[1]) if mask[b, j]]
     mean = sum(values) / len(values)
     std = math.sqrt(sum((v - mean) ** 2 for v in values) / len(values))
@@ -108,7 +114,7 @@ def test_nss_matches_formula_and_in_batch_correction():
 def test_nss_is_invariant_to_score_scale_and_shift():
     pos, neg, mask = case()
     loss = NSS(eps=0.0)
-    loss.setup(n_items=500)
+    loss.setup(catalogue(500))
     a = loss(Scores(pos=pos, neg=neg, neg_mask=mask))
     b = loss(Scores(pos=pos * 37.0 + 5.0, neg=neg * 37.0 + 5.0, neg_mask=mask))
     assert float(a) == pytest.approx(float(b), rel=1e-9)

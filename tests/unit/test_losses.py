@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -15,6 +16,11 @@ from recsys.losses.bce import BCE
 from recsys.losses.bpr import BPR
 from recsys.losses.ce import CE
 from recsys.losses.ssm import SSM
+
+
+def catalogue(n_items: int) -> SimpleNamespace:
+    """The part of a data split a loss's ``setup`` reads: the catalogue size."""
+    return SimpleNamespace(n_items=n_items)
 
 
 # ---- references -----------------------------------------------------------------------
@@ -216,7 +222,7 @@ def all_losses() -> list[tuple[str, RecLoss]]:
               ("dmbpr", DynamicMarginBPR(1.0)), ("gbce", GBCE(0.75)), ("infonce", InfoNCE(0.1)), ("nss", NSS()),
               ("csar", CSAR()), ("poly", Poly1(1.0)), ("eainfonce", EntropyAdaptiveInfoNCE().eval())]
     for _, loss in losses:
-        loss.setup(n_items=1000)
+        loss.setup(catalogue(1000))
     return losses
 
 

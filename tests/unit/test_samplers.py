@@ -15,7 +15,8 @@ from recsys.errors import ConfigError
 from recsys.losses.bpr import BPR
 from recsys.models.mf import MF
 from recsys.module import RecModule
-from recsys.samplers.base import Negatives, history_keys, item_log_frequency, sample_excluding
+from recsys.data.sampling import history_keys, sample_excluding
+from recsys.samplers.base import Negatives, item_log_frequency
 from recsys.samplers.full import FullSampler
 from recsys.samplers.in_batch import InBatchSampler
 from recsys.samplers.popularity import PopularitySampler
@@ -165,7 +166,14 @@ def test_full_sampler_has_no_items(split):
 
 # ---- presampled ---------------------------------------------------------------------------
 def forbidden_by_user() -> dict[int, set[int]]:
+    """Every item of each user: what sampled *evaluation* negatives exclude."""
     return {u: set(TRAIN.get(u, [])) | set(VALID.get(u, [])) | set(TEST.get(u, [])) for u in range(4)}
+
+
+def training_items_by_user() -> dict[int, set[int]]:
+    """Only the training items: what *training* negatives exclude (held-out targets are
+    ordinary items to the training sampler; excluding them would leak them)."""
+    return {u: set(TRAIN.get(u, [])) for u in range(4)}
 
 
 def test_presampled_deterministic_and_excludes_history(split):
@@ -175,7 +183,7 @@ def test_presampled_deterministic_and_excludes_history(split):
     assert a.table.shape == (4, 2)
     assert torch.equal(a.table, b.table)
     assert not torch.equal(a.table, c.table)
-    forbidden = forbidden_by_user()
+    forbidden = training_items_by_user()
     for s in (a, c):
         for u in range(4):
             assert not set(s.table[u].tolist()) & forbidden[u], u
@@ -183,8 +191,8 @@ def test_presampled_deterministic_and_excludes_history(split):
     assert torch.equal(neg.items, a.table[[2, 2, 3]])
 
 
-def test_presampled_many_seeds_never_draw_forbidden(split):
-    forbidden = forbidden_by_user()
+def test_presampled_many_seeds_never_draw_training_items_but_do_draw_held_out_ones(split):
+    forbidden = training_items_by_user()
     seen = {u: set() for u in range(4)}
     for seed in range(30):
         s = PresampledSampler(2, seed=seed)
@@ -193,8 +201,9 @@ def test_presampled_many_seeds_never_draw_forbidden(split):
             items = set(s.table[u].tolist())
             assert not items & forbidden[u]
             seen[u] |= items
-    for u in range(4):  # and every allowed item does come up
+    for u in range(4):  # and every allowed item does come up, validation and test targets included
         assert seen[u] == set(range(N_ITEMS)) - forbidden[u]
+        assert set(VALID.get(u, [])) | set(TEST.get(u, [])) <= seen[u]
 
 
 def test_history_keys_exact(split):
@@ -206,9 +215,11 @@ def test_history_keys_exact(split):
 
 
 def test_sample_excluding_raises_when_too_few_allowed(split):
-    # user 2 has 6 forbidden items of 8 (0, 1, 4, 5 train; 7 valid; 6 test) -> 2 allowed
-    with pytest.raises(ConfigError, match="only 2 items"):
-        PresampledSampler(3, seed=0).setup(split)
+    # user 2 has 4 training items of 8 (0, 1, 4, 5) -> 4 allowed to the training sampler
+    with pytest.raises(ConfigError, match="only 4 items"):
+        PresampledSampler(5, seed=0).setup(split)
+    PresampledSampler(4, seed=0).setup(split)
+    # evaluation negatives also exclude 7 (valid) and 6 (test) -> 2 allowed
     keys = history_keys(split)
     gen = torch.Generator().manual_seed(0)
     with pytest.raises(ConfigError) as info:

@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from torch import Tensor, nn
+from torch import Tensor
 
-from recsys.errors import ConfigError
-from recsys.models.base import Encoded
+from recsys.auxiliary.base import AuxTerm
+from recsys.models.base import Encoded, RecModel
 from recsys.samplers.base import Negatives
 
 
-class EmbeddingL2(nn.Module):
+class EmbeddingL2(AuxTerm):
     """``0.5 * mean_r (||u_r||^2 + ||p_r||^2 + mean_j ||n_rj||^2)`` over the batch's rows
     ``r``: user ``u_r``, positive ``p_r`` and negatives ``n_rj``, all taken from the
     model's *input* (layer-0) embeddings. With one negative per row and ``weight=1e-4``
@@ -28,17 +28,14 @@ class EmbeddingL2(nn.Module):
     sources = ("user_embeddings", "item_embeddings")
 
     def __init__(self, weight: float = 1e-4) -> None:
-        super().__init__()
-        if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
-            raise ConfigError(f"aux.embedding_l2.weight must be a number >= 0, got {weight!r}")
-        self.weight = float(weight)
+        super().__init__(weight, "embedding_l2")
 
-    def check(self, model: nn.Module) -> None:
+    def check(self, model: RecModel) -> None:
         """Fails before training when the model has no per-id user and item tables."""
         for name in self.sources:
             model.exposed(name)
 
-    def forward(self, model: nn.Module, enc: Encoded, negatives: Negatives) -> Tensor:
+    def forward(self, model: RecModel, enc: Encoded, negatives: Negatives) -> Tensor:
         users, items = model.exposed("user_embeddings"), model.exposed("item_embeddings")  # [U, D], [I, D]
         user_sq = users[enc.user].pow(2).sum(1)  # [R]
         pos_sq = items[enc.target].pow(2).sum(1)  # [R]

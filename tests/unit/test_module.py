@@ -1,0 +1,90 @@
+"""RecModule.objective: the one training step shared by training_step, the benchmark and
+the loss contract test."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from recsys.auxiliary.orthogonal import Orthogonal
+from recsys.errors import TrainingError
+from recsys.losses.bpr import BPR
+from recsys.models.mf import MF
+from recsys.module import RecModule
+from recsys.samplers.uniform import UniformSampler
+
+BATCH = {"user": torch.tensor([0, 1, 2]), "item": torch.tensor([1, 2, 3])}
+
+
+def make_module(loss=None, weight: float = 0.5) -> RecModule:
+    torch.manual_seed(0)
+    sampler = UniformSampler(2)
+    sampler.n_items = 6
+    aux = {"orthogonal": Orthogonal(weight=weight, source="user_embeddings")}
+    return RecModule(MF(4, 6, 3), loss or BPR(), sampler, optimizer=None, n_items=6, aux=aux, loss_name="bpr")
+
+
+def test_objective_returns_the_weighted_total_and_each_term():
+    module = make_module()
+    torch.manual_seed(1)
+    step = module.objective(BATCH)
+    assert set(step.terms) == {"bpr", "orthogonal"} and step.rows == 3
+    # independent re-computation of both terms with the same negatives
+    torch.manual_seed(1)
+    neg = torch.randint(6, (3, 2))
+    u, v = module.model.user_emb.weight, module.model.item_emb.weight
+    pos_s = (u[BATCH["user"]] * v[BATCH["item"]]).sum(1)  # [3]
+    neg_s = (u[BATCH["user"]].unsqueeze(1) * v[neg]).sum(2)  # [3, 2]
+    mask = (neg != BATCH["item"].unsqueeze(1)).float()  # accidental hits are not negatives
+    per_row = (torch.nn.functional.softplus(neg_s - pos_s.unsqueeze(1)) * mask).sum(1) / mask.sum(1).clamp(min=1)
+    bpr = per_row.mean()  # mean over each row's valid negatives, then over rows
+    unit = torch.nn.functional.normalize(u, dim=1)
+    cos = (unit @ unit.T)[~torch.eye(4, dtype=torch.bool)]
+    assert float(step.terms["bpr"]) == pytest.approx(float(bpr), rel=1e-5)
+    assert float(step.terms["orthogonal"]) == pytest.approx(float(cos.abs().mean()), rel=1e-5)
+    assert float(step.total) == pytest.approx(float(bpr) + 0.5 * float(cos.abs().mean()), rel=1e-5)
+
+
+def test_training_step_returns_the_objective(monkeypatch):
+    module = make_module()
+    monkeypatch.setattr(module, "log", lambda *a, **kw: None)
+    torch.manual_seed(1)
+    want = module.objective(BATCH).total
+    torch.manual_seed(1)
+    assert float(module.training_step(BATCH, 0)) == float(want)
+
+
+class NaNLoss(BPR):
+    def forward(self, s):
+        return super().forward(s) * float("nan")
+
+
+def test_objective_stops_on_a_non_finite_total():
+    with pytest.raises(TrainingError, match="training loss became nan at step 0"):
+        make_module(loss=NaNLoss()).objective(BATCH)
+
+
+def test_an_infinite_aux_term_is_caught_too():
+    module = make_module(weight=float("inf"))
+    with pytest.raises(TrainingError, match="became inf"):
+        module.objective(BATCH)
+
+
+def test_the_benchmark_times_the_objective(monkeypatch):
+    """experiments/bench.py must time the real step (aux terms, NaN guard), not a copy."""
+    from experiments.bench import bench_training
+
+    module = make_module()
+    calls = []
+    real = module.objective
+    monkeypatch.setattr(module, "objective", lambda batch: calls.append(1) or real(batch))
+
+    class Loader(list):
+        sampler = [0, 1]
+
+    class DM:
+        def train_dataloader(self):
+            return Loader([BATCH, BATCH])
+
+    out = bench_training(module, DM(), steps=0)
+    assert len(calls) == 2 and out["measured_batches"] == 2

@@ -52,6 +52,7 @@ class RecModel(nn.Module):
     """
 
     scheduled: tuple[str, ...] = ()
+    trainable: bool = True  # False: nothing to fit (model=pop); the run only evaluates
     score_kind: str = "dot"
     score_temperature: float = 1.0
 

@@ -127,7 +127,14 @@ class RecModule(pl.LightningModule):
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._eval_step(batch, "val")
 
+    def _check_finite(self, stage: str) -> None:
+        """Stop the run, naming the stage and epoch, if some user's scores were not finite."""
+        if self._trainer is not None and self.trainer.sanity_checking:
+            stage = f"{stage} (sanity check)"
+        self.evaluator.check_finite(stage, self.current_epoch)
+
     def on_validation_epoch_end(self) -> None:
+        self._check_finite("val")
         metrics = self.evaluator.compute("val")
         metrics.update(diagnostics(self.model.item_embeddings().detach(), "collapse/item"))
         if self._user_sample:
@@ -145,5 +152,6 @@ class RecModule(pl.LightningModule):
         self._eval_step(batch, "test")
 
     def on_test_epoch_end(self) -> None:
+        self._check_finite("test")
         self.log_dict(self.evaluator.compute("test"))
         self.test_per_user = self.evaluator.per_user_table()

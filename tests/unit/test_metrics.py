@@ -19,6 +19,7 @@ from torch.testing import assert_close
 
 from recsys.data.datamodule import _without
 from recsys.data.interactions import UserItems
+from recsys.errors import TrainingError
 from recsys.metrics.evaluator import RankingEvaluator
 from recsys.metrics.ranking import metrics_from_ranks, target_ranks
 
@@ -510,6 +511,55 @@ def test_sampled_metrics_give_tied_targets_distinct_positions():
     assert got["val_sampled2/ndcg@3"] == pytest.approx((1.0 / math.log2(3) + 0.5) / idcg)
     # full ranking: item 4 excluded, item 3 ties with both targets -> ranks 2 and 3 again
     assert got["val/ndcg@3"] == pytest.approx(got["val_sampled2/ndcg@3"])
+
+
+# ---- non-finite scores are counted by user and stop the stage ---------------------------
+def nonfinite_case():
+    """Six users, 8 items; users 0, 1, 2 and 4 have a non-finite candidate score, user 3
+    only on an excluded item (never ranked), user 5 none."""
+    nan, inf = float("nan"), float("inf")
+    scores = torch.arange(48, dtype=torch.float32).reshape(6, 8)
+    scores[0, 1] = nan  # the target
+    scores[1, 6] = inf  # another candidate
+    scores[2, 7] = -inf  # -inf from the model, not from an exclusion
+    scores[3, 5] = nan  # excluded below
+    scores[4, [2, 3, 4]] = nan  # counted once
+    targets = UserItems.from_pairs(torch.arange(6), torch.ones(6, dtype=torch.long), 6)
+    exclude = UserItems.from_pairs(torch.tensor([3, 3, 4]), torch.tensor([5, 0, 0]), 6)
+    return scores, targets, exclude
+
+
+def test_nonfinite_scores_are_counted_by_user_over_the_stage():
+    scores, targets, exclude = nonfinite_case()
+    ev = run_evaluator(scores, targets, exclude, [5], batch_size=4, prefix="val")  # batches of 4 and 2
+    assert ev.nonfinite_users == 4 and ev.n_users == 6
+    with pytest.raises(TrainingError, match=r"^val scores are NaN or infinite for 4 of 6 users at epoch 3,") as info:
+        ev.check_finite("val", epoch=3)
+    assert "\n" not in str(info.value)
+    with pytest.raises(TrainingError, match="for 4 of 6 users"):
+        ev.compute("val")  # never a metric from these scores
+
+
+def test_scores_that_are_not_finite_only_on_excluded_items_are_fine():
+    scores, targets, exclude = nonfinite_case()
+    ev = RankingEvaluator([5], 8)
+    ev.update(scores[3:4].clone(), eval_batch(torch.tensor([3]), targets, exclude), "test")  # user 3 only
+    ev.check_finite("test", epoch=0)
+    assert ev.nonfinite_users == 0
+    assert ev.compute("test")["test/mrr"] == pytest.approx(1 / 6)  # items 2, 3, 4, 6, 7 above the target
+
+
+def test_a_nonfinite_sampled_negative_is_counted():
+    """A sampled negative is a candidate of the sampled metrics even where full ranking
+    excludes it."""
+    scores = torch.tensor([[3.0, 1.0, float("nan"), 0.0]])
+    targets = UserItems.from_pairs(torch.tensor([0]), torch.tensor([1]), 1)
+    exclude = UserItems.from_pairs(torch.tensor([0]), torch.tensor([2]), 1)
+    sampled = {"sampled2": torch.tensor([[2, 3]])}
+    ev = run_evaluator(scores, targets, exclude, [1], 1, prefix="test", sampled=sampled)
+    assert ev.nonfinite_users == 1
+    with pytest.raises(TrainingError, match="^test scores are NaN or infinite for 1 of 1 users at epoch 2,"):
+        ev.check_finite("test", epoch=2)
 
 
 # ---- targets are never excluded -------------------------------------------------------

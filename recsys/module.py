@@ -114,8 +114,12 @@ class RecModule(pl.LightningModule):
 
     # ---- evaluation -----------------------------------------------------------------
     def _eval_step(self, batch: dict[str, Tensor], prefix: str) -> None:
-        query = self.model.user_queries(batch)  # [B, D]
-        scores = self.model.score(query, self.model.item_embeddings())  # [B, I]
+        """Score the batch's users against every item in float32, whatever the training
+        precision (bf16 scores tie many items with the target, and ties are pessimistic)."""
+        with torch.autocast(self.device.type, enabled=False):
+            query = self.model.user_queries(batch).float()  # [B, D]
+            items = self.model.item_embeddings().float()  # [I, D]
+            scores = self.model.score(query, items)  # [B, I] float32
         self.evaluator.update(scores, batch, prefix)
         if len(self._user_sample) < 4:  # a few batches of user vectors for the diagnostics
             self._user_sample.append(query.detach())

@@ -1,5 +1,5 @@
-"""Evaluation inside :class:`RecModule`: NaN or infinite scores stop the stage instead of
-becoming metrics."""
+"""Evaluation inside :class:`RecModule`: scores in float32 whatever the autocast precision,
+and NaN or infinite scores that stop the stage instead of becoming metrics."""
 
 from __future__ import annotations
 
@@ -12,15 +12,19 @@ import torch
 from recsys.data.interactions import UserItems
 from recsys.errors import TrainingError
 from recsys.losses.bpr import BPR
+from recsys.metrics.evaluator import RankingEvaluator
 from recsys.models.mf import MF
 from recsys.module import RecModule
 from recsys.samplers.uniform import UniformSampler
 
 N_USERS, N_ITEMS = 48, 3000
+CUDA = pytest.param(
+    "cuda", marks=[pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]
+)
 
 
 def make_module(seed: int = 0) -> RecModule:
-    """An untrained MF."""
+    """An untrained MF over a catalogue large enough for bf16 scores to tie."""
     torch.manual_seed(seed)
     model = MF(N_USERS, N_ITEMS, embedding_dim=32, init_std=0.1)
     optimizer = partial(torch.optim.Adam, lr=1e-3)
@@ -57,6 +61,28 @@ def run_stage(module: RecModule, batches, stage: str = "val") -> None:
     step = module.validation_step if stage == "val" else module.test_step
     for i, batch in enumerate(batches):
         step(batch, i)
+
+
+@pytest.mark.parametrize("device", ["cpu", CUDA])
+def test_evaluation_scores_are_float32_under_bf16_autocast(device):
+    """Lightning's bf16-mixed precision runs the evaluation steps under bf16 autocast; the
+    metrics must be those of float32 scores, exactly."""
+    module = make_module().to(device)
+    batches = [{k: v.to(device) for k, v in b.items()} for b in eval_batches()]
+    run_stage(module, batches)
+    want = module.evaluator.compute("val")
+    with torch.autocast(device, dtype=torch.bfloat16):
+        run_stage(module, batches)
+    assert module.evaluator.compute("val") == want  # exactly, every metric and coverage
+    assert all(q.dtype == torch.float32 for q in module._user_sample)
+    # the check can fail: scored under bf16 autocast, these users get other metrics (ties)
+    bf16 = RankingEvaluator([10, 100], N_ITEMS)
+    with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16):
+        for batch in batches:
+            scores = module.model.score(module.model.user_queries(batch), module.model.item_embeddings())
+            assert scores.dtype == torch.bfloat16
+            bf16.update(scores, batch, "val")
+    assert bf16.compute("val")["val/mrr"] < want["val/mrr"]
 
 
 @pytest.mark.parametrize("stage", ["val", "test"])

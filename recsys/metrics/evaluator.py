@@ -40,7 +40,8 @@ class RankingEvaluator:
         """scores ``[B, I]`` for the batch's users; ``batch`` holds ``target`` ``[B, T]``,
         ``exclude_row``/``exclude_item`` ``[nnz]`` and optional ``sampled{N}`` ``[B, N]``.
         Excluded entries of ``scores`` are overwritten with ``-inf`` in place (no copy of
-        the ``[B, I]`` matrix); pass a tensor you no longer need."""
+        the ``[B, I]`` matrix); pass a tensor you no longer need. Users with a non-finite
+        candidate score are counted in ``nonfinite_users`` first."""
         scores = scores.float()
         targets = batch["target"]
         self._add(batch, "user", batch["user"])
@@ -49,7 +50,7 @@ class RankingEvaluator:
             negatives = batch[key]  # [B, N]
             candidates = torch.cat([targets.clamp(min=0), negatives], 1)  # [B, T + N]
             cand_scores = scores.gather(1, candidates)  # [B, T + N]
-            nonfinite |= ~torch.isfinite(cand_scores[:, targets.shape[1] :]).all(1)
+            nonfinite |= ~torch.isfinite(cand_scores[:, targets.shape[1] :]).all(1)  # [B] negatives too
             cand_scores[:, : targets.shape[1]].masked_fill_(targets < 0, float("-inf"))
             local = torch.arange(targets.shape[1], device=scores.device).expand_as(targets)
             ranks = target_ranks(cand_scores, torch.where(targets >= 0, local, -1))

@@ -46,7 +46,10 @@ def test_nan_validation_scores_fail_the_command_with_one_line(tmp_path):
 
 
 def test_nan_scores_in_the_sanity_check_stop_before_training(cfg_factory, tmp_path, monkeypatch):
-    monkeypatch.setattr(MF, "user_queries", lambda self, inputs: torch.full((inputs["user"].numel(), 64), float("nan")))
+    def nan_queries(self, inputs):
+        return torch.full((inputs["user"].numel(), self.user_emb.embedding_dim), float("nan"))  # [B, D]
+
+    monkeypatch.setattr(MF, "user_queries", nan_queries)
     cfg = cfg_factory(["model=mf", "loss=bpr", "trainer.num_sanity_val_steps=1", *FAST])
     with pytest.raises(TrainingError, match="^val \\(sanity check\\) " + MESSAGE.format(epoch=0)) as info:
         train(cfg)

@@ -144,8 +144,12 @@ class RecModule(pl.LightningModule):
 
     # ---- evaluation -----------------------------------------------------------------
     def _eval_step(self, batch: dict[str, Tensor], prefix: str) -> None:
-        query = self.model.user_queries(batch)  # [B, D]
-        scores = self.model.score(query, self.model.item_embeddings())  # [B, I]
+        """Score the batch's users against every item in float32, whatever the training
+        precision (bf16 scores tie many items with the target, and ties are pessimistic)."""
+        with torch.autocast(self.device.type, enabled=False):
+            query = self.model.user_queries(batch).float()  # [B, D]
+            items = self.model.item_embeddings().float()  # [I, D]
+            scores = self.model.score(query, items)  # [B, I] float32
         self.evaluator.update(scores, batch, prefix)
         if len(self._user_sample) < 4:  # a few batches of user vectors for the diagnostics
             self._user_sample.append(query.detach())
@@ -157,7 +161,14 @@ class RecModule(pl.LightningModule):
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._eval_step(batch, "val")
 
+    def _check_finite(self, stage: str) -> None:
+        """Stop the run, naming the stage and epoch, if some user's scores were not finite."""
+        if self._trainer is not None and self.trainer.sanity_checking:
+            stage = f"{stage} (sanity check)"
+        self.evaluator.check_finite(stage, self.current_epoch)
+
     def on_validation_epoch_end(self) -> None:
+        self._check_finite("val")
         metrics = self.evaluator.compute("val")
         metrics.update(diagnostics(self.model.item_embeddings().detach(), "collapse/item"))
         if self._user_sample:
@@ -175,5 +186,6 @@ class RecModule(pl.LightningModule):
         self._eval_step(batch, "test")
 
     def on_test_epoch_end(self) -> None:
+        self._check_finite("test")
         self.log_dict(self.evaluator.compute("test"))
         self.test_per_user = self.evaluator.per_user_table()

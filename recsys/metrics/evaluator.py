@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from recsys.errors import TrainingError
 from recsys.metrics.ranking import metrics_from_ranks, target_ranks
 
 
@@ -14,7 +15,11 @@ class RankingEvaluator:
     Full ranking: every item is a candidate except the user's excluded items (training
     items, and for test the validation items); a user's own targets are never excluded.
     Sampled: the candidates are the targets plus the batch's sampled negatives
-    (``sampled{N}``); those metrics carry the prefix ``<stage>_sampled<N>/``.
+    (``sampled{N}``); those metrics carry the prefix ``<stage>_sampled<N>/``. Ranks follow
+    the rule of :mod:`recsys.metrics.ranking` in both cases.
+
+    Scores must be finite for every candidate: users with a NaN or infinite candidate
+    score are counted (``nonfinite_users``), and :meth:`check_finite` stops the run.
 
     Args:
         ks: cut-offs, e.g. ``[10, 20]``.
@@ -28,25 +33,31 @@ class RankingEvaluator:
     def reset(self) -> None:
         self.per_user: dict[str, list[Tensor]] = {}
         self.users: list[Tensor] = []
+        self.n_users, self.nonfinite_users = 0, 0
         self.recommended = {k: torch.zeros(self.n_items, dtype=torch.bool) for k in self.ks}
 
     def update(self, scores: Tensor, batch: dict[str, Tensor], prefix: str) -> None:
         """scores ``[B, I]`` for the batch's users; ``batch`` holds ``target`` ``[B, T]``,
         ``exclude_row``/``exclude_item`` ``[nnz]`` and optional ``sampled{N}`` ``[B, N]``.
         Excluded entries of ``scores`` are overwritten with ``-inf`` in place (no copy of
-        the ``[B, I]`` matrix); pass a tensor you no longer need."""
+        the ``[B, I]`` matrix); pass a tensor you no longer need. Users with a non-finite
+        candidate score are counted in ``nonfinite_users`` first."""
         scores = scores.float()
         targets = batch["target"]
         self._add(batch, "user", batch["user"])
+        nonfinite = _nonfinite_rows(scores, batch["exclude_row"], batch["exclude_item"])  # [B]
         for key in [k for k in batch if k.startswith("sampled")]:
             negatives = batch[key]  # [B, N]
             candidates = torch.cat([targets.clamp(min=0), negatives], 1)  # [B, T + N]
-            cand_scores = scores.gather(1, candidates)
+            cand_scores = scores.gather(1, candidates)  # [B, T + N]
+            nonfinite |= ~torch.isfinite(cand_scores[:, targets.shape[1] :]).all(1)  # [B] negatives too
             cand_scores[:, : targets.shape[1]].masked_fill_(targets < 0, float("-inf"))
             local = torch.arange(targets.shape[1], device=scores.device).expand_as(targets)
             ranks = target_ranks(cand_scores, torch.where(targets >= 0, local, -1))
             for name, values in metrics_from_ranks(ranks, self.ks).items():
                 self._add(batch, f"{prefix}_{key}/{name}", values)
+        self.n_users += targets.shape[0]
+        self.nonfinite_users += int(nonfinite.sum())
         scores[batch["exclude_row"], batch["exclude_item"]] = float("-inf")
         for name, values in metrics_from_ranks(target_ranks(scores, targets), self.ks).items():
             self._add(batch, f"{prefix}/{name}", values)
@@ -58,8 +69,26 @@ class RankingEvaluator:
     def _add(self, batch: dict[str, Tensor], name: str, values: Tensor) -> None:
         self.per_user.setdefault(name, []).append(values.detach().cpu())
 
+    def check_finite(self, stage: str, epoch: int | None = None) -> None:
+        """Stop the run when some user had a NaN or infinite candidate score.
+
+        Args:
+            stage: named in the message, e.g. ``val`` or ``test``.
+            epoch: the epoch being evaluated, named in the message when given.
+
+        Raises:
+            TrainingError: one line with the stage, the epoch and the number of users.
+        """
+        if self.nonfinite_users:
+            when = "" if epoch is None else f" at epoch {epoch}"
+            raise TrainingError(
+                f"{stage} scores are NaN or infinite for {self.nonfinite_users} of {self.n_users} users{when}, "
+                f"so no metrics are reported; lower optimizer.lr or check the model's vectors"
+            )
+
     def compute(self, prefix: str) -> dict[str, float]:
-        """Means over evaluated users, plus coverage."""
+        """Means over evaluated users, plus coverage; refuses non-finite scores (:meth:`check_finite`)."""
+        self.check_finite(prefix)
         out = {name: float(torch.cat(v).mean()) for name, v in self.per_user.items() if name != "user"}
         for k in self.ks:
             out[f"{prefix}/coverage@{k}"] = float(self.recommended[k].float().mean())
@@ -68,3 +97,13 @@ class RankingEvaluator:
     def per_user_table(self) -> dict[str, Tensor]:
         """Per-user values of every metric (column ``user`` holds the user ids)."""
         return {name: torch.cat(v) for name, v in self.per_user.items()}
+
+
+def _nonfinite_rows(scores: Tensor, exclude_row: Tensor, exclude_item: Tensor) -> Tensor:
+    """``[B]`` True for rows with a NaN or infinite score among their candidates (every item
+    but the excluded ones, whose scores are never used)."""
+    if bool(torch.isfinite(scores.sum())):  # one reduction; NaN and inf propagate
+        return torch.zeros(scores.shape[0], dtype=torch.bool, device=scores.device)
+    bad = ~torch.isfinite(scores)  # [B, I]
+    bad[exclude_row, exclude_item] = False
+    return bad.any(1)

@@ -1,8 +1,11 @@
 """Ranking metrics and the evaluator, checked against hand-computed values and against a
 plain-Python re-computation (loops over items, no call into ``recsys.metrics``).
 
-Tie policy under test (pessimistic): an item whose score *equals* a target's score is
-ranked above the target, so ``rank(t) = #{allowed items j : s_j >= s_t}``.
+Rank rule under test: a user's targets take distinct positions, as in a real ordering; the
+j-th best target (0-based, tied targets in listed order) ranks at
+``j + 1 + #{allowed non-target items i : s_i >= s_t}``. Ties with non-targets are
+pessimistic: a non-target item whose score *equals* a target's score is ranked above it.
+With one target, ``rank(t) = #{allowed items i : s_i >= s_t}``.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from torch.testing import assert_close
 
 from recsys.data.datamodule import _without
 from recsys.data.interactions import UserItems
+from recsys.errors import TrainingError
 from recsys.metrics.evaluator import RankingEvaluator
 from recsys.metrics.ranking import metrics_from_ranks, target_ranks
 
@@ -23,10 +27,16 @@ NEG_INF = float("-inf")
 
 
 # ---- independent reference ----------------------------------------------------------
-def ref_rank(scores: list[float], target: int) -> int:
-    """Pessimistic 1-based rank; ``-inf`` entries are excluded items and never count."""
-    st = scores[target]
-    return sum(1 for s in scores if s != NEG_INF and s >= st)
+def ref_ranks(scores: list[float], targets: list[int]) -> list[int]:
+    """1-based ranks of one user's targets in a real ordering of the items, built by sorting:
+    by score, a non-target before a target it ties with (pessimistic), tied targets in the
+    order they are listed (each listing takes a place). ``-inf`` entries are excluded items
+    and never count."""
+    listed = set(targets)
+    entries = [(-s, 0, 0) for i, s in enumerate(scores) if s != NEG_INF and i not in listed]
+    entries += [(-scores[t], 1, pos) for pos, t in enumerate(targets)]
+    order = sorted(entries)
+    return [order.index((-scores[t], 1, pos)) + 1 for pos, t in enumerate(targets)]
 
 
 def ref_user_metrics(ranks: list[int], ks) -> dict[str, float]:
@@ -132,6 +142,140 @@ def test_pessimistic_ties_target_tied_with_two_others_at_top_ranks_third():
     assert m["ndcg@10"] == pytest.approx(0.5)
 
 
+# ---- several targets: distinct positions, as in a real ordering ----------------------
+BOTH_PATHS = pytest.mark.parametrize("bisect_above", [16, 0], ids=["compare", "bisect"])
+
+
+@BOTH_PATHS
+def test_two_tied_targets_take_ranks_1_and_2(bisect_above):
+    """Scores [0, 0], targets {0, 1}: the old rule ranked both at 2 (hr@1 = 0, mrr 0.5)."""
+    ranks = target_ranks(torch.zeros(1, 2), torch.tensor([[0, 1]]), bisect_above=bisect_above)
+    assert ranks.tolist() == [[1.0, 2.0]]
+    m = {name: float(v[0]) for name, v in metrics_from_ranks(ranks, [1]).items()}
+    assert m == {"ndcg@1": 1.0, "hr@1": 1.0, "recall@1": 0.5, "mrr": 1.0}
+
+
+@BOTH_PATHS
+def test_two_tied_targets_above_a_non_target_give_ndcg_1(bisect_above):
+    """Scores [1, 1, 0], targets {0, 1}: ndcg@2 is 1 (the old rule gave 0.774)."""
+    ranks = target_ranks(torch.tensor([[1.0, 1.0, 0.0]]), torch.tensor([[0, 1]]), bisect_above=bisect_above)
+    assert ranks.tolist() == [[1.0, 2.0]]
+    m = metrics_from_ranks(ranks, [1, 2])
+    assert float(m["ndcg@2"][0]) == 1.0
+    assert float(m["recall@2"][0]) == 1.0
+    assert float(m["ndcg@1"][0]) == 1.0
+
+
+@BOTH_PATHS
+def test_tied_targets_and_non_targets_mixed(bisect_above):
+    """Items 0..6 with scores [5, 3, 3, 3, 1, 3, 3]; targets 1, 3, 6 (score 3) and 4 (score 1).
+    Non-targets at or above 3: items 0, 2, 5 (three). The score-3 targets take positions
+    0, 1, 2 among the targets -> ranks 4, 5, 6; target 4 is the 4th best target with the 3
+    non-targets above it -> rank 3 + 1 + 3 = 7."""
+    scores = torch.tensor([[5.0, 3.0, 3.0, 3.0, 1.0, 3.0, 3.0]])
+    ranks = target_ranks(scores, torch.tensor([[4, 1, 3, 6]]), bisect_above=bisect_above)
+    assert ranks.tolist() == [[7.0, 4.0, 5.0, 6.0]]
+    m = {name: float(v[0]) for name, v in metrics_from_ranks(ranks, [5]).items()}
+    idcg = sum(1.0 / math.log2(i + 1) for i in range(1, 5))
+    assert m["ndcg@5"] == pytest.approx((1.0 / math.log2(5) + 1.0 / math.log2(6)) / idcg)
+    assert m["recall@5"] == 0.5
+    assert m["mrr"] == pytest.approx(0.25)
+
+
+@BOTH_PATHS
+def test_tied_targets_rank_in_listed_order(bisect_above):
+    scores = torch.tensor([[2.0, 7.0, 2.0, 7.0, 9.0]])
+    ranks = target_ranks(scores, torch.tensor([[3, 1, 2]]), bisect_above=bisect_above)
+    assert ranks.tolist() == [[2.0, 3.0, 5.0]]  # item 4 (non-target, 9) above; 0 ties with target 2
+
+
+@BOTH_PATHS
+def test_several_targets_with_padding_and_exclusions(bisect_above):
+    """Row 0: all scores equal, 2 items excluded, 3 targets among 8 items -> the 3 non-targets
+    still allowed are above every target (pessimistic): ranks 4, 5, 6. Row 1: one target,
+    padding after it, tied with one item."""
+    scores = torch.zeros(2, 8)
+    scores[0, [6, 7]] = NEG_INF
+    scores[1] = torch.tensor([0.0, 4.0, 3.0, 3.0, 2.0, 1.0, 0.5, 0.2])
+    targets = torch.tensor([[5, 0, 2], [3, -1, -1]])
+    ranks = target_ranks(scores, targets, bisect_above=bisect_above)
+    assert ranks[0].tolist() == [4.0, 5.0, 6.0]
+    assert ranks[1, 0] == 3.0 and torch.isinf(ranks[1, 1:]).all()
+    m = metrics_from_ranks(ranks, [5])
+    assert m["recall@5"].tolist() == pytest.approx([2 / 3, 1.0])
+    assert m["mrr"].tolist() == pytest.approx([0.25, 1 / 3])
+
+
+@BOTH_PATHS
+def test_a_target_listed_twice_takes_two_positions(bisect_above):
+    """A duplicated target column can never rank 0 (infinite NDCG) nor make NDCG exceed 1."""
+    ranks = target_ranks(torch.tensor([[9.0, 1.0, 5.0]]), torch.tensor([[0, 0, 2]]), bisect_above=bisect_above)
+    assert ranks.tolist() == [[1.0, 2.0, 3.0]]
+    assert float(metrics_from_ranks(ranks, [3])["ndcg@3"][0]) == pytest.approx(1.0)
+
+
+def tie_heavy_case(n_users: int, n_items: int, max_targets: int, seed: int):
+    """Integer scores in 0..4 (many ties), 1..max_targets targets per user (some listed twice),
+    right padding, a few excluded items (``-inf``)."""
+    rng = np.random.default_rng(seed)
+    scores = rng.integers(0, 5, size=(n_users, n_items)).astype(np.float32)
+    targets = np.full((n_users, max_targets), -1, dtype=np.int64)
+    for u in range(n_users):
+        n_t = int(rng.integers(1, max_targets + 1))
+        chosen = rng.choice(n_items, size=n_t + 4, replace=False)
+        targets[u, :n_t] = chosen[:n_t]
+        if n_t > 2 and u % 5 == 0:
+            targets[u, n_t - 1] = targets[u, 0]  # a column listed twice
+        scores[u, chosen[n_t:][: int(rng.integers(0, 5))]] = NEG_INF
+    return torch.from_numpy(scores), torch.from_numpy(targets)
+
+
+@pytest.mark.parametrize("max_targets", [3, 24])
+def test_both_rank_paths_equal_a_sort_based_reference_with_many_ties(max_targets):
+    scores, targets = tie_heavy_case(60, 40, max_targets, seed=max_targets)
+    compared = target_ranks(scores, targets, chunk=97, bisect_above=max_targets)  # comparison path
+    bisected = target_ranks(scores, targets, bisect_above=0)  # binary-search path
+    assert torch.equal(compared, bisected)
+    for u in range(scores.shape[0]):
+        real = [int(t) for t in targets[u] if t >= 0]
+        want = ref_ranks(scores[u].tolist(), real)
+        assert compared[u, : len(real)].tolist() == [float(r) for r in want], u
+        assert torch.isinf(compared[u, len(real) :]).all()
+    ndcg = metrics_from_ranks(compared, [1, 5, 10, 40])
+    for k in (1, 5, 10, 40):
+        assert float(ndcg[f"ndcg@{k}"].max()) <= 1.0 + 1e-6
+
+
+def test_ndcg_never_exceeds_one_and_ranks_are_distinct():
+    """Constant and near-constant scores are the worst case for ties: the ranks of a user's
+    targets stay distinct and >= 1, so NDCG <= 1 for every K."""
+    for seed, n_values in enumerate((1, 2, 3)):
+        rng = np.random.default_rng(seed)
+        scores = torch.from_numpy(rng.integers(0, n_values, size=(50, 30)).astype(np.float32))
+        targets = torch.from_numpy(np.stack([rng.permutation(30)[:20] for _ in range(50)]))
+        targets[:, 12:][torch.rand(50, 8) < 0.5] = -1  # some padding (not necessarily at the end)
+        for bisect_above in (16, 0):
+            ranks = target_ranks(scores, targets, bisect_above=bisect_above)
+            for u in range(50):
+                real = ranks[u][torch.isfinite(ranks[u])]
+                assert real.min() >= 1 and real.unique().numel() == real.numel()
+            for name, values in metrics_from_ranks(ranks, [1, 2, 5, 10, 30]).items():
+                if name.startswith("ndcg"):
+                    assert float(values.max()) <= 1.0 + 1e-6, name
+
+
+# ---- non-finite scores ----------------------------------------------------------------
+@BOTH_PATHS
+def test_nan_target_score_never_gets_a_good_rank(bisect_above):
+    """A NaN target used to get rank 0 (hr = 1, ndcg = mrr = inf)."""
+    scores = torch.tensor([[float("nan"), 1.0, 2.0, 0.5]])
+    ranks = target_ranks(scores, torch.tensor([[0, 3]]), bisect_above=bisect_above)
+    assert math.isnan(float(ranks[0, 0]))
+    m = metrics_from_ranks(ranks, [1])
+    assert float(m["hr@1"][0]) == 0.0
+    assert math.isnan(float(m["ndcg@1"][0])) and math.isnan(float(m["mrr"][0]))
+
+
 # ---- exclusion and padding ----------------------------------------------------------
 def test_excluded_items_never_count():
     scores = torch.tensor([[9.0, 8.0, 7.0, 1.0, 0.0]])
@@ -184,7 +328,7 @@ def test_ranks_and_metrics_match_loop_reference(ties, chunk, bisect_above):
     for u in range(scores.shape[0]):
         row = scores[u].tolist()
         real = [int(t) for t in targets[u] if t >= 0]
-        want_ranks = [ref_rank(row, t) for t in real]
+        want_ranks = ref_ranks(row, real)
         assert ranks[u, : len(real)].tolist() == [float(r) for r in want_ranks]
         assert torch.isinf(ranks[u, len(real) :]).all()
         want = ref_user_metrics(want_ranks, ks)
@@ -238,7 +382,7 @@ def reference_full(scores, targets: UserItems, exclude: UserItems, ks):
         for i in exclude.items[exclude.indptr[u] : exclude.indptr[u + 1]].tolist():
             row[i] = NEG_INF
         tg = targets.items[targets.indptr[u] : targets.indptr[u + 1]].tolist()
-        per_user.append(ref_user_metrics([ref_rank(row, t) for t in tg], ks))
+        per_user.append(ref_user_metrics(ref_ranks(row, tg), ks))
         allowed = sorted((i for i in range(len(row)) if row[i] != NEG_INF), key=lambda i: -row[i])
         for k in ks:
             top_union[k].update(allowed[:k])
@@ -274,7 +418,7 @@ def test_evaluator_per_user_table_follows_users():
         for i in exclude.items[exclude.indptr[u] : exclude.indptr[u + 1]].tolist():
             row[i] = NEG_INF
         tg = targets.items[targets.indptr[u] : targets.indptr[u + 1]].tolist()
-        want = ref_user_metrics([ref_rank(row, t) for t in tg], [5])
+        want = ref_user_metrics(ref_ranks(row, tg), [5])
         assert float(table["test/ndcg@5"][u]) == pytest.approx(want["ndcg@5"], abs=1e-6)
 
 
@@ -350,6 +494,72 @@ def test_sampled_metrics_handcomputed():
     # full: 9 excluded -> items 8, 7, 6, 5 above the target -> rank 5
     assert got["val/mrr"] == pytest.approx(1 / 5)
     assert got["val/hr@3"] == 0.0
+
+
+def test_sampled_metrics_give_tied_targets_distinct_positions():
+    """Two targets (items 0, 1) tied at 5 with one sampled negative (item 3) also at 5 and
+    one (item 2) below: the targets rank 2 and 3 among the 4 sampled candidates."""
+    scores = torch.tensor([[5.0, 5.0, 1.0, 5.0, 9.0]])
+    targets = UserItems.from_pairs(torch.tensor([0, 0]), torch.tensor([0, 1]), 1)
+    exclude = UserItems.from_pairs(torch.tensor([0]), torch.tensor([4]), 1)
+    sampled = {"sampled2": torch.tensor([[3, 2]])}
+    got = run_evaluator(scores, targets, exclude, [1, 2, 3], 1, prefix="val", sampled=sampled).compute("val")
+    assert got["val_sampled2/mrr"] == pytest.approx(0.5)
+    assert got["val_sampled2/recall@2"] == pytest.approx(0.5)
+    assert got["val_sampled2/recall@3"] == 1.0
+    idcg = 1.0 + 1.0 / math.log2(3)
+    assert got["val_sampled2/ndcg@3"] == pytest.approx((1.0 / math.log2(3) + 0.5) / idcg)
+    # full ranking: item 4 excluded, item 3 ties with both targets -> ranks 2 and 3 again
+    assert got["val/ndcg@3"] == pytest.approx(got["val_sampled2/ndcg@3"])
+
+
+# ---- non-finite scores are counted by user and stop the stage ---------------------------
+def nonfinite_case():
+    """Six users, 8 items; users 0, 1, 2 and 4 have a non-finite candidate score, user 3
+    only on an excluded item (never ranked), user 5 none."""
+    nan, inf = float("nan"), float("inf")
+    scores = torch.arange(48, dtype=torch.float32).reshape(6, 8)
+    scores[0, 1] = nan  # the target
+    scores[1, 6] = inf  # another candidate
+    scores[2, 7] = -inf  # -inf from the model, not from an exclusion
+    scores[3, 5] = nan  # excluded below
+    scores[4, [2, 3, 4]] = nan  # counted once
+    targets = UserItems.from_pairs(torch.arange(6), torch.ones(6, dtype=torch.long), 6)
+    exclude = UserItems.from_pairs(torch.tensor([3, 3, 4]), torch.tensor([5, 0, 0]), 6)
+    return scores, targets, exclude
+
+
+def test_nonfinite_scores_are_counted_by_user_over_the_stage():
+    scores, targets, exclude = nonfinite_case()
+    ev = run_evaluator(scores, targets, exclude, [5], batch_size=4, prefix="val")  # batches of 4 and 2
+    assert ev.nonfinite_users == 4 and ev.n_users == 6
+    with pytest.raises(TrainingError, match=r"^val scores are NaN or infinite for 4 of 6 users at epoch 3,") as info:
+        ev.check_finite("val", epoch=3)
+    assert "\n" not in str(info.value)
+    with pytest.raises(TrainingError, match="for 4 of 6 users"):
+        ev.compute("val")  # never a metric from these scores
+
+
+def test_scores_that_are_not_finite_only_on_excluded_items_are_fine():
+    scores, targets, exclude = nonfinite_case()
+    ev = RankingEvaluator([5], 8)
+    ev.update(scores[3:4].clone(), eval_batch(torch.tensor([3]), targets, exclude), "test")  # user 3 only
+    ev.check_finite("test", epoch=0)
+    assert ev.nonfinite_users == 0
+    assert ev.compute("test")["test/mrr"] == pytest.approx(1 / 6)  # items 2, 3, 4, 6, 7 above the target
+
+
+def test_a_nonfinite_sampled_negative_is_counted():
+    """A sampled negative is a candidate of the sampled metrics even where full ranking
+    excludes it."""
+    scores = torch.tensor([[3.0, 1.0, float("nan"), 0.0]])
+    targets = UserItems.from_pairs(torch.tensor([0]), torch.tensor([1]), 1)
+    exclude = UserItems.from_pairs(torch.tensor([0]), torch.tensor([2]), 1)
+    sampled = {"sampled2": torch.tensor([[2, 3]])}
+    ev = run_evaluator(scores, targets, exclude, [1], 1, prefix="test", sampled=sampled)
+    assert ev.nonfinite_users == 1
+    with pytest.raises(TrainingError, match="^test scores are NaN or infinite for 1 of 1 users at epoch 2,"):
+        ev.check_finite("test", epoch=2)
 
 
 # ---- targets are never excluded -------------------------------------------------------

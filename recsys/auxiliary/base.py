@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from recsys.data.interactions import SplitData
 from recsys.errors import ConfigError
 from recsys.models.base import Encoded, RecModel
 from recsys.samplers.base import Negatives
@@ -26,6 +27,10 @@ class AuxTerm(nn.Module):
         if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
             raise ConfigError(f"aux.{name}.weight must be a number >= 0, got {weight!r}")
         self.weight = float(weight)
+
+    def setup(self, split: SplitData) -> None:
+        """Called once with the data split before training, like models, samplers and
+        losses (:func:`recsys.wiring.build`); nothing to do by default."""
 
     def check(self, model: RecModel) -> None:
         """Raise a :class:`~recsys.errors.ConfigError` if ``model`` lacks what the term needs."""

@@ -7,6 +7,7 @@ from typing import Callable
 
 import pytorch_lightning as pl
 import torch
+from pytorch_lightning.trainer.states import TrainerFn
 from torch import Tensor
 
 from recsys.errors import TrainingError
@@ -14,6 +15,7 @@ from recsys.losses.base import RecLoss, Scores
 from recsys.metrics.collapse import diagnostics
 from recsys.metrics.evaluator import RankingEvaluator
 from recsys.models.base import Encoded, RecModel
+from recsys.rng import global_states, set_global_states
 from recsys.samplers.base import Negatives, NegativeSampler
 
 
@@ -77,6 +79,7 @@ class RecModule(pl.LightningModule):
         self.evaluator = RankingEvaluator(list(ks), n_items)
         self.test_per_user: dict[str, Tensor] = {}
         self._user_sample: list[Tensor] = []
+        self._resumed_rng: dict | None = None  # global generators' states to restore (on_fit_start)
 
     # ---- training -------------------------------------------------------------------
     def scores(self, enc: Encoded, negatives: Negatives) -> Scores:
@@ -141,6 +144,31 @@ class RecModule(pl.LightningModule):
         if self.scheduler_factory is None:
             return optimizer
         return {"optimizer": optimizer, "lr_scheduler": self.scheduler_factory(optimizer=optimizer)}
+
+    # ---- checkpoints ----------------------------------------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Add the random state that the parameters, buffers, optimizer and callbacks do
+        not hold: the sampler's generators and the global generators (dropout)."""
+        checkpoint["sampler"] = self.sampler.state_dict()
+        checkpoint["rng"] = global_states()
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """Restore the sampler; keep the global generators' states for :meth:`on_fit_start`
+        when resuming a fit (evaluating a checkpoint leaves them alone)."""
+        if "sampler" in checkpoint:
+            self.sampler.load_state_dict(checkpoint["sampler"])
+        if "rng" in checkpoint and (self._trainer is None or self.trainer.state.fn == TrainerFn.FITTING):
+            self._resumed_rng = checkpoint["rng"]
+
+    def on_fit_start(self) -> None:
+        """A resumed fit restores the global generators here: after the callbacks' set-up,
+        and before the first epoch's data iterator is created (it draws a seed from torch's
+        generator before ``on_train_start``, as each later epoch's does after the previous
+        epoch's checkpoint), so the resumed epochs draw what the uninterrupted run's did.
+        Lightning runs a sanity validation with the generators isolated."""
+        if self._resumed_rng is not None:
+            set_global_states(self._resumed_rng)
+            self._resumed_rng = None
 
     # ---- evaluation -----------------------------------------------------------------
     def _eval_step(self, batch: dict[str, Tensor], prefix: str) -> None:

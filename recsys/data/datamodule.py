@@ -70,7 +70,12 @@ class RecDataModule(pl.LightningDataModule):
         sampled_eval: sizes ``N`` of the sampled evaluations to run beside full ranking
             (``N`` uniform negatives per user outside their history, drawn once with
             ``seed``); empty for none.
-        seed: seed of the shuffling and of the sampled-evaluation negatives.
+        seed: seed of the shuffling, of the view's draws and of the sampled-evaluation
+            negatives.
+
+    Resume: the shuffling is a function of ``seed`` and the epoch (:class:`IndexBatches`);
+    the view's draws continue from its generator's state, which :meth:`state_dict` puts in
+    the checkpoint (Lightning saves and restores a data module's state).
     """
 
     def __init__(
@@ -111,8 +116,17 @@ class RecDataModule(pl.LightningDataModule):
         return self.split
 
     def attach(self, view: BatchView) -> None:
-        """Use the model's view of the training data."""
+        """Use the model's view of the training data, its draws seeded with ``seed``."""
+        view.set_seed(self.seed)
         self.view = view
+
+    def state_dict(self) -> dict:
+        """The view's generator state (saved in checkpoints by Lightning)."""
+        return {"view": self.view.state_dict()} if self.view is not None else {}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        if self.view is not None and "view" in state_dict:
+            self.view.load_state_dict(state_dict["view"])
 
     def _eval_tables(self, stage: str) -> dict:
         split = self.split

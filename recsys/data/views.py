@@ -17,10 +17,26 @@ from torch import Tensor
 
 from recsys.data.interactions import Interactions, SplitData, UserItems
 from recsys.errors import ConfigError
+from recsys.rng import stream_generator
 
 
 class BatchView:
-    """Training rows of a split and the inputs a model needs to encode users."""
+    """Training rows of a split and the inputs a model needs to encode users.
+
+    A view that draws at random (``PairView(rows="users")``) draws from a generator of its
+    own, seeded by the data module with the run's seed (:meth:`set_seed`) and saved in
+    checkpoints with the data module's state (:meth:`state_dict`).
+    """
+
+    def set_seed(self, seed: int) -> None:
+        """Seed the view's random draws; a view that draws nothing ignores it."""
+
+    def state_dict(self) -> dict:
+        """What changes while training (a generator's state); empty for a view without draws."""
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore :meth:`state_dict`."""
 
     def __len__(self) -> int:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -49,20 +65,32 @@ class PairView(BatchView):
     with training events and then one of that user's training items uniformly, as the
     LightGCN reference code samples (He et al. 2020, ``UniformSample_original``); an epoch
     still has one row per event. Every user then weighs the same, as in the per-user
-    averages of the metrics. The draws use torch's global generator (seeded by ``seed``).
+    averages of the metrics. The draws come from the view's own generator, seeded with the
+    run's seed by the data module (:meth:`set_seed`) and saved in checkpoints.
 
     Args:
         split: the data split.
         rows: ``events`` or ``users``.
+        seed: seed of the ``users`` draws (the data module sets the run's seed).
     """
 
-    def __init__(self, split: SplitData, rows: str = "events") -> None:
+    def __init__(self, split: SplitData, rows: str = "events", seed: int = 0) -> None:
         self.rows = check_train_rows(rows)
         self.user = split.train.user
         self.item = split.train.item
         if self.rows == "users":
             self.by_user = split.train.csr()  # each user's items
             self.active = self.by_user.users_with_items()  # [U']
+        self.set_seed(seed)
+
+    def set_seed(self, seed: int) -> None:
+        self.generator = stream_generator(seed, "pair_view")
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
 
     def __len__(self) -> int:
         return int(self.user.numel())
@@ -70,10 +98,11 @@ class PairView(BatchView):
     def batch(self, index: Tensor) -> dict[str, Tensor]:
         if self.rows == "events":
             return {"user": self.user[index], "item": self.item[index]}  # [B], [B]
-        users = self.active[torch.randint(self.active.numel(), (index.numel(),))]  # [B] uniform over users
+        n, gen = index.numel(), self.generator
+        users = self.active[torch.randint(self.active.numel(), (n,), generator=gen)]  # [B] uniform over users
         start = self.by_user.indptr[users]  # [B]
         count = self.by_user.indptr[users + 1] - start  # [B]
-        offset = (torch.rand(index.numel()) * count).long().clamp(max=count - 1)  # [B] uniform within the user
+        offset = (torch.rand(n, generator=gen) * count).long().clamp(max=count - 1)  # [B] uniform within the user
         return {"user": users, "item": self.by_user.items[start + offset]}  # [B], [B]
 
 

@@ -24,6 +24,10 @@ class EntropyAdaptiveInfoNCE(RecLoss):
     uncertain or its user vectors are redundant, and falls as they sharpen. The loss of the
     step uses the updated ``tau``; it is logged as ``sched/temperature``.
 
+    ``tau`` changes during training, so it lives in a persistent float64 buffer (``tau``,
+    in the module's ``state_dict`` and so in checkpoints: a resumed run continues from
+    it); :attr:`temperature` reads and sets it as a float.
+
     Args:
         tau_min, tau_max: bounds of the temperature.
         temperature: starting value.
@@ -48,8 +52,24 @@ class EntropyAdaptiveInfoNCE(RecLoss):
             )
         if not (0 <= entropy_weight <= 1 and 0 < momentum <= 1):
             raise ConfigError(f"loss.entropy_weight must be in [0, 1] and momentum in (0, 1], got {entropy_weight}, {momentum}")
-        self.tau_min, self.tau_max, self.temperature = tau_min, tau_max, temperature
+        self.tau_min, self.tau_max = tau_min, tau_max
         self.entropy_weight, self.momentum = entropy_weight, momentum
+        self.register_buffer("tau", torch.tensor(float(temperature), dtype=torch.float64))
+
+    @property
+    def temperature(self) -> float:
+        """The current temperature (the ``tau`` buffer, as a float)."""
+        return float(self.tau)
+
+    @temperature.setter
+    def temperature(self, value: float) -> None:
+        self.tau.fill_(float(value))
+
+    def _load_from_state_dict(self, state_dict: dict, prefix: str, *args, **kwargs) -> None:
+        # a checkpoint written before tau was a buffer keeps the starting temperature (as
+        # BatchNorm does for num_batches_tracked), so old checkpoints still load strictly
+        state_dict.setdefault(prefix + "tau", self.tau.clone())
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)
 
     @torch.no_grad()
     def signals(self, logits: Tensor, query: Tensor | None) -> tuple[float, float]:

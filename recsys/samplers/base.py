@@ -9,6 +9,7 @@ from torch import Tensor
 
 from recsys.data.interactions import SplitData
 from recsys.errors import ConfigError
+from recsys.rng import stream_generator
 
 
 @dataclass
@@ -30,13 +31,50 @@ class Negatives:
 
 class NegativeSampler:
     """Base class. :meth:`setup` sees the training split once; :meth:`sample` is called on
-    every training step with the positives and their users."""
+    every training step with the positives and their users.
+
+    Every draw comes from :meth:`generator`, seeded from ``seed`` (the run's seed in
+    ``conf/sampler/``), one generator per device, so draws are made where the batch is (a
+    CPU draw of 256 negatives per SASRec position is millions of ids per step, tens of
+    milliseconds plus the copy to the GPU). A seed gives the same negatives in every run
+    on the same kind of device. The generators' states are saved in checkpoints
+    (:meth:`state_dict`, by :class:`~recsys.module.RecModule`), so a resumed run draws
+    what the uninterrupted run would have drawn.
+
+    Args:
+        seed: seed of the sampler's generators.
+    """
+
+    def __init__(self, seed: int = 0) -> None:
+        if isinstance(seed, bool) or not isinstance(seed, int):
+            raise ConfigError(f"sampler.seed must be an integer, got {seed!r}")
+        self.seed = seed
+        self._generators: dict[str, torch.Generator] = {}
+        self._restored: dict[str, Tensor] = {}  # loaded states of generators not created yet
+
+    def generator(self, device: torch.device | str = "cpu") -> torch.Generator:
+        """The sampler's generator on ``device``, created (seeded, or from a loaded state)
+        at its first use."""
+        key = str(torch.device(device))
+        if key not in self._generators:
+            self._generators[key] = stream_generator(self.seed, "sampler", key)
+            if key in self._restored:
+                self._generators[key].set_state(self._restored.pop(key))
+        return self._generators[key]
 
     def setup(self, split: SplitData) -> None:
         self.n_items = split.n_items
 
     def sample(self, pos: Tensor, user: Tensor) -> Negatives:  # pragma: no cover - abstract
         raise NotImplementedError
+
+    def state_dict(self) -> dict:
+        """What changes while training: the generators' states, by device."""
+        return {"generators": {**self._restored, **{k: g.get_state() for k, g in self._generators.items()}}}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Continue from :meth:`state_dict`: each generator restarts from its saved state."""
+        self._generators, self._restored = {}, dict(state["generators"])
 
 
 def check_count(num_negatives: int) -> None:

@@ -22,9 +22,11 @@ class InBatchSampler(NegativeSampler):
             random subset of the batch's positives (drawn without replacement from the
             positions, so still proportional to item frequency: ``log_q`` is unchanged) is
             used. ``None``: no cap.
+        seed: seed of the subset draw (:class:`NegativeSampler`).
     """
 
-    def __init__(self, max_negatives: int | None = None) -> None:
+    def __init__(self, max_negatives: int | None = None, seed: int = 0) -> None:
+        super().__init__(seed)
         if max_negatives is not None and (
             isinstance(max_negatives, bool) or not isinstance(max_negatives, int) or max_negatives < 2
         ):
@@ -38,7 +40,8 @@ class InBatchSampler(NegativeSampler):
     def sample(self, pos: Tensor, user: Tensor) -> Negatives:
         items = pos  # [B]
         if self.max_negatives is not None and pos.numel() > self.max_negatives:
-            keep = torch.randperm(pos.numel(), device=pos.device)[: self.max_negatives]  # [M]
+            gen = self.generator(pos.device)
+            keep = torch.randperm(pos.numel(), generator=gen, device=pos.device)[: self.max_negatives]  # [M]
             items = pos[keep]  # [M]
         log_q_table = self.log_q.to(pos.device)
         return Negatives(items=items, log_q=log_q_table[items], pos_log_q=log_q_table[pos])

@@ -18,9 +18,11 @@ class PopularitySampler(NegativeSampler):
         num_negatives: number of negatives (shared by the batch or per row).
         alpha: popularity exponent; 1 samples by frequency, 0.75 is word2vec's smoothing.
         shared: one set of negatives for the whole batch instead of one per row.
+        seed: seed of the sampler's generator (:class:`NegativeSampler`).
     """
 
-    def __init__(self, num_negatives: int = 256, alpha: float = 1.0, shared: bool = True) -> None:
+    def __init__(self, num_negatives: int = 256, alpha: float = 1.0, shared: bool = True, seed: int = 0) -> None:
+        super().__init__(seed)
         check_count(num_negatives)
         if alpha < 0:
             raise ConfigError(f"sampler.alpha must be >= 0, got {alpha}")
@@ -34,7 +36,8 @@ class PopularitySampler(NegativeSampler):
     def sample(self, pos: Tensor, user: Tensor) -> Negatives:
         device = pos.device
         rows = 1 if self.shared else pos.numel()
-        items = torch.multinomial(self.probs, rows * self.num_negatives, replacement=True)
+        count = rows * self.num_negatives
+        items = torch.multinomial(self.probs, count, replacement=True, generator=self.generator())  # on the CPU
         items = items.view(-1) if self.shared else items.view(rows, self.num_negatives)  # [N] or [B, N]
         log_q = self.log_q[items]
         return Negatives(items=items.to(device), log_q=log_q.to(device), pos_log_q=self.log_q[pos.cpu()].to(device))

@@ -9,8 +9,10 @@ from recsys.samplers.base import Negatives, NegativeSampler, check_count
 
 
 class PresampledSampler(NegativeSampler):
-    """Draws ``num_negatives`` items per user once, at set-up, with ``seed``; every training
-    row of the user reuses them. No list contains the user's *training* items; the
+    """Draws ``num_negatives`` items per user once, at set-up, from the sampler's generator
+    (seeded from ``seed``; the sampled evaluation's negatives come from other streams, so
+    the training lists are not the evaluation lists); every training row of the user
+    reuses them. No list contains the user's *training* items; the
     validation and test targets may be drawn, as any other item: excluding them would tell
     the model which items are held out (a leak). Sampled *evaluation* negatives
     (``data.sampled_eval``) do exclude every item of the user.
@@ -21,15 +23,16 @@ class PresampledSampler(NegativeSampler):
     """
 
     def __init__(self, num_negatives: int = 100, seed: int = 0) -> None:
+        super().__init__(seed)
         check_count(num_negatives)
-        self.num_negatives, self.seed = num_negatives, seed
+        self.num_negatives = num_negatives
 
     def setup(self, split: SplitData) -> None:
         super().setup(split)
-        gen = torch.Generator().manual_seed(self.seed)
         users = torch.arange(split.n_users)
+        forbidden = history_keys(split, include_targets=False)
         self.table = sample_excluding(
-            users, self.num_negatives, split.n_items, history_keys(split, include_targets=False), gen, "sampler=presampled"
+            users, self.num_negatives, split.n_items, forbidden, self.generator(), "sampler=presampled"
         )  # [U, N]
 
     def sample(self, pos: Tensor, user: Tensor) -> Negatives:

@@ -17,14 +17,17 @@ class UniformSampler(NegativeSampler):
         num_negatives: negatives per training row (or in total when ``shared``).
         shared: one set of negatives for the whole batch (cheaper: one matmul) instead of
             a set per row.
+        seed: seed of the sampler's generator (:class:`NegativeSampler`).
     """
 
-    def __init__(self, num_negatives: int = 1, shared: bool = False) -> None:
+    def __init__(self, num_negatives: int = 1, shared: bool = False, seed: int = 0) -> None:
+        super().__init__(seed)
         check_count(num_negatives)
         self.num_negatives, self.shared = num_negatives, shared
 
     def sample(self, pos: Tensor, user: Tensor) -> Negatives:
         shape = (self.num_negatives,) if self.shared else (pos.numel(), self.num_negatives)
-        items = torch.randint(self.n_items, shape, device=pos.device)  # [N] or [B, N]
+        gen = self.generator(pos.device)
+        items = torch.randint(self.n_items, shape, generator=gen, device=pos.device)  # [N] or [B, N]
         log_q = torch.full(shape, -math.log(self.n_items), device=pos.device)
         return Negatives(items=items, log_q=log_q, pos_log_q=torch.full_like(pos, -math.log(self.n_items), dtype=log_q.dtype))

@@ -54,21 +54,25 @@ def _finish_wandb(loggers: list, metrics, failed: bool) -> None:
 
 def fit_and_evaluate(cfg: DictConfig, datamodule, module, callbacks, loggers, output_dir: Path) -> dict[str, float]:
     """Fit (unless ``fit=false``), then validate and test the best checkpoint and write
-    ``test_per_user.csv`` and, last, ``metrics.json``."""
+    ``test_per_user.csv`` and, last, ``metrics.json``. A model with nothing to train
+    (``model.trainable`` False, e.g. ``model=pop``) is evaluated as built, with 0 epochs;
+    its loss and sampler are never used."""
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
-    if cfg.fit:
+    if not module.model.trainable:  # Lightning cannot optimize nothing
+        ckpt, epochs = None, 0
+    elif cfg.fit:
         trainer.fit(module, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
         best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else ""
-        ckpt = best or None
+        ckpt, epochs = best or None, None
     else:  # evaluate a saved checkpoint only
         if not cfg.get("ckpt_path"):
             raise ConfigError("fit=false evaluates a checkpoint: set ckpt_path=/path/to/best.ckpt")
-        ckpt = cfg.ckpt_path
+        ckpt, epochs = cfg.ckpt_path, checkpoint_epochs(cfg.ckpt_path)
     metrics = {k: float(v) for k, v in trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0].items()}
     if cfg.test_after_fit:
         metrics.update({k: float(v) for k, v in trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0].items()})
         write_per_user(module.test_per_user, output_dir / "test_per_user.csv")
-    metrics["epochs"] = trainer.current_epoch if cfg.fit else checkpoint_epochs(ckpt)
+    metrics["epochs"] = trainer.current_epoch if epochs is None else epochs
     write_json_atomic(output_dir / "metrics.json", metrics)
     print_table(metrics)
     return metrics

@@ -29,14 +29,17 @@ def data_dir() -> Path:
     return path
 
 
-def make_cfg(overrides: list[str], output_dir: Path, data_dir: Path | None = None) -> DictConfig:
+def make_cfg(
+    overrides: list[str], output_dir: Path, data_dir: Path | None = None, keep_callbacks: bool = False
+) -> DictConfig:
     """Compose ``conf/train.yaml`` as ``python -m recsys.run`` would, for a quick CPU run
-    writing into ``output_dir``."""
+    writing into ``output_dir``; ``callbacks=none`` unless ``keep_callbacks`` (an
+    experiment's own callbacks, e.g. a curriculum, need it)."""
     GlobalHydra.instance().clear()
     base = [
         "trainer.max_epochs=1",
         "logger=none",
-        "callbacks=none",
+        *([] if keep_callbacks else ["callbacks=none"]),
         f"paths.log_dir={output_dir}",
         f"paths.data_dir={data_dir or shared_data_dir()}",
     ]
@@ -53,8 +56,8 @@ def make_cfg(overrides: list[str], output_dir: Path, data_dir: Path | None = Non
 def cfg_factory(tmp_path):
     """``cfg_factory(["model=mf", ...])`` -> a composed config writing into ``tmp_path``."""
 
-    def factory(overrides: list[str], data_dir: Path | None = None) -> DictConfig:
-        return make_cfg(overrides, tmp_path, data_dir)
+    def factory(overrides: list[str], data_dir: Path | None = None, keep_callbacks: bool = False) -> DictConfig:
+        return make_cfg(overrides, tmp_path, data_dir, keep_callbacks)
 
     yield factory
     GlobalHydra.instance().clear()

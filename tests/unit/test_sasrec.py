@@ -45,3 +45,20 @@ def test_separate_output_table_gets_the_scoring_gradient():
     unseen = sorted(set(range(N_ITEMS)) - set(seq.flatten().tolist()))
     assert unseen, "the test needs items absent from the input"
     assert model.item_emb.weight.grad[unseen].abs().sum() == 0
+
+
+@pytest.mark.parametrize("heads", [1, 2])
+def test_outputs_up_to_t_ignore_the_items_after_t(heads):
+    """Causality: the output at position t (the query for item t + 1) sees only items
+    0..t, so replacing every item after t leaves outputs 0..t unchanged, for each t."""
+    model = SASRec(N_ITEMS, embedding_dim=16, num_blocks=2, num_heads=heads, max_len=MAX_LEN, dropout=0.0).eval()
+    seq = sequences()  # [B, L], row 0 left-padded
+    before = model.hidden(seq)  # [B, L, D]
+    generator = torch.Generator().manual_seed(1)
+    for t in range(MAX_LEN - 1):
+        changed = seq.clone()
+        future = torch.randint(0, N_ITEMS, (seq.shape[0], MAX_LEN - 1 - t), generator=generator)  # [B, L-1-t]
+        changed[:, t + 1 :] = torch.where(future == seq[:, t + 1 :], (future + 1) % N_ITEMS, future)  # all differ
+        after = model.hidden(changed)  # [B, L, D]
+        torch.testing.assert_close(after[:, : t + 1], before[:, : t + 1], rtol=1e-5, atol=1e-5)
+        assert not torch.allclose(after[:, t + 1 :], before[:, t + 1 :])  # the changes are seen later on

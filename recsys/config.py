@@ -7,7 +7,9 @@
 * :func:`validate` - every node with a ``_target_`` is checked against the target's
   typed signature: unknown keys and values of the wrong type fail, naming the key. The
   constructor signatures are the typed schemas of the groups; :class:`RunSchema` types the
-  top-level keys.
+  top-level keys. A run that would never validate (validation picks the reported
+  checkpoint) is refused too: ``trainer.limit_val_batches`` 0, or a fit of no epoch or of
+  fewer epochs than ``trainer.check_val_every_n_epoch``.
 """
 
 from __future__ import annotations
@@ -111,6 +113,8 @@ def validate(cfg: DictConfig) -> None:
     for key, value in container.items():
         _walk(value, key)
     _check_validation_kept(container.get("trainer") or {})
+    if container.get("fit", True) and _trainable(container.get("model")):
+        _check_a_validation_runs(container.get("trainer") or {})
 
 
 def _check_validation_kept(trainer: dict) -> None:
@@ -119,9 +123,40 @@ def _check_validation_kept(trainer: dict) -> None:
     limit = trainer.get("limit_val_batches")
     if isinstance(limit, (int, float)) and not isinstance(limit, bool) and limit <= 0:
         raise ConfigError(
-            f"trainer.limit_val_batches={limit} switches validation off, but validation picks the best checkpoint "
+            f"trainer.limit_val_batches is {limit}, which switches validation off, but validation picks the best checkpoint "
             f"and the reported val/ metrics; use a positive number of batches (or a fraction in (0, 1])"
         )
+
+
+def _trainable(model: Any) -> bool:
+    """``RecModel.trainable`` of the configured model class (False: nothing to fit, e.g. ``model=pop``)."""
+    if not isinstance(model, dict) or "_target_" not in model:
+        return True
+    return bool(getattr(get_object(model["_target_"]), "trainable", True))
+
+
+def _check_a_validation_runs(trainer: dict) -> None:
+    """Fitting must reach a validation: it picks the checkpoint that ``metrics.json``
+    reports. Refused: no epoch at all, or fewer epochs than ``check_val_every_n_epoch``
+    (``-1``, unlimited epochs, is Lightning's own and left to ``max_steps``)."""
+    epochs, every = trainer.get("max_epochs"), trainer.get("check_val_every_n_epoch")
+    if not _is_int(epochs) or epochs == -1:
+        return
+    if epochs <= 0:
+        raise ConfigError(
+            f"trainer.max_epochs={epochs} trains nothing, so metrics.json would report untrained weights; "
+            f"set trainer.max_epochs=1 or more (fit=false ckpt_path=... evaluates a saved checkpoint)"
+        )
+    if _is_int(every) and epochs < every:
+        raise ConfigError(
+            f"trainer.max_epochs={epochs} ends before the first validation (trainer.check_val_every_n_epoch={every}), "
+            f"so no checkpoint is ever selected; set trainer.max_epochs={every} or more, or lower "
+            f"trainer.check_val_every_n_epoch"
+        )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _walk(node: Any, path: str) -> None:

@@ -2,6 +2,8 @@
 
 * :func:`check_choices` - every ``group=option`` on the command line names an existing
   option (one line listing the available ones otherwise).
+* :func:`check_composes` - overrides Hydra cannot apply (a key the config lacks) fail
+  with one line that names the options having the key.
 * :func:`short_dirname` (resolver ``${short_dirname:...}``) - run folder names built from
   the overrides stay one level deep and below the file system's 255-byte limit.
 * :func:`validate` - every node with a ``_target_`` is checked against the target's
@@ -17,6 +19,7 @@ from __future__ import annotations
 import collections.abc
 import hashlib
 import inspect
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -97,6 +100,54 @@ def check_choices(overrides: list[str], conf_dir: Path = CONF_DIR) -> None:
                 raise ConfigError(
                     f"unknown {key} '{choice}': available {noun} are {', '.join(options)} (conf/{key}/)"
                 )
+
+
+def check_composes(overrides: list[str], conf_dir: Path = CONF_DIR) -> None:
+    """Compose the config as a run will, so that an override Hydra cannot apply (a key the
+    config lacks, ``+`` on a key it has, a syntax error) fails with one line naming the fix
+    instead of Hydra's multi-line report with exit status 1. Other problems are left to
+    Hydra."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import ConfigCompositionException, OverrideParseException
+
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+            compose("train", overrides=overrides)
+    except OverrideParseException as exc:
+        raise ConfigError(f"cannot parse an override: {_one_line(exc).split(' See https')[0]}") from None
+    except ConfigCompositionException as exc:
+        message = _composition_message(str(exc), overrides, conf_dir)
+        if message:
+            raise ConfigError(message) from None
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def _composition_message(text: str, overrides: list[str], conf_dir: Path) -> str | None:
+    if m := re.match(r"Could not override '([^']+)'", text):
+        key = m[1]
+        value = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == key), "...")
+        group, _, rest = key.partition(".")
+        having = [o for o in available(group, conf_dir) if rest and _sets(conf_dir / group / f"{o}.yaml", rest)]
+        having = [f"{group}=[{o}]" if group == "aux" else f"{group}={o}" for o in having]
+        choose = f" (the options that have it: {', '.join(having)})" if having else ""
+        return f"{key} is not in the config{choose}; check the spelling, or add it with +{key}={value}"
+    if m := re.match(r"Could not append to config. An item is already at '([^']+)'", text):
+        return f"+{m[1]} adds a key, but {m[1]} is already in the config; drop the +"
+    if m := re.match(r"Could not delete from config. '([^']+)' does not exist", text):
+        return f"~{m[1]} removes a key, but {m[1]} is not in the config; check the spelling"
+    return None
+
+
+def _sets(path: Path, dotted: str) -> bool:
+    """Whether the option file ``path`` sets the key ``dotted`` (relative to its group)."""
+    node: Any = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def validate(cfg: DictConfig) -> None:

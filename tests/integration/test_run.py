@@ -122,6 +122,15 @@ def test_a_value_a_constructor_refuses_fails_its_sweep_job_with_the_same_line(tm
     assert not list(tmp_path.glob("**/metrics.json"))
 
 
+def test_a_key_the_config_lacks_is_one_line_naming_the_options_that_have_it(tmp_path):
+    """Hydra's own report is five lines and exit status 1 (loss=ce has no temperature)."""
+    result = run_cli(["loss.temperature=-1"], tmp_path, timeout=120)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: loss.temperature is not in the config") and "loss=infonce" in line
+    assert line.endswith("add it with +loss.temperature=-1")
+
+
 def test_nan_loss_stops_training_and_leaves_no_metrics(cfg_factory, tmp_path):
     cfg = cfg_factory(["model=mf", "loss=bpr", "optimizer.lr=1e30", "model.init_std=1e30", *FAST])
     with pytest.raises(TrainingError, match="at step 0"):

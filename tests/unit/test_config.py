@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from omegaconf import open_dict
 
-from recsys.config import available, check_choices, check_ks, validate
+from recsys.config import available, check_choices, check_composes, check_ks, validate
 from recsys.errors import ConfigError
 
 
@@ -142,3 +142,24 @@ def test_a_model_with_nothing_to_fit_needs_no_epoch(cfg_factory, monkeypatch):
         validate(cfg)
     monkeypatch.setattr(MF, "trainable", False)
     validate(cfg)
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["model.embeding_dim=32"], "model.embeding_dim is not in the config; check the spelling, or add it with +model.embeding_dim=32"),
+        (["sampler.num_negatives=8"], "(the options that have it: sampler=popularity, sampler=presampled"),
+        (["aux.orthogonal.weight=2"], "(the options that have it: aux=[orthogonal])"),
+        (["+seed=3"], "+seed adds a key, but seed is already in the config; drop the +"),
+        (["~callbacks.nope"], "~callbacks.nope removes a key, but callbacks.nope is not in the config"),
+        (["eval.ks=[10,20"], "cannot parse an override"),
+        (["loss=infonce", "loss.temperature=0.1", "+model.embeding_dim=32", "aux=[orthogonal]"], None),
+    ],
+)
+def test_overrides_hydra_cannot_apply_are_one_line(overrides, expected):
+    if expected is None:
+        check_composes(overrides)  # composes (the unknown +key is validate's to report)
+        return
+    with pytest.raises(ConfigError) as info:
+        check_composes(overrides)
+    assert expected in one_line(info)

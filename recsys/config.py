@@ -2,12 +2,16 @@
 
 * :func:`check_choices` - every ``group=option`` on the command line names an existing
   option (one line listing the available ones otherwise).
+* :func:`check_composes` - overrides Hydra cannot apply (a key the config lacks) fail
+  with one line that names the options having the key.
 * :func:`short_dirname` (resolver ``${short_dirname:...}``) - run folder names built from
   the overrides stay one level deep and below the file system's 255-byte limit.
 * :func:`validate` - every node with a ``_target_`` is checked against the target's
   typed signature: unknown keys and values of the wrong type fail, naming the key. The
   constructor signatures are the typed schemas of the groups; :class:`RunSchema` types the
-  top-level keys.
+  top-level keys. A run that would never validate (validation picks the reported
+  checkpoint) is refused too: ``trainer.limit_val_batches`` 0, or a fit of no epoch or of
+  fewer epochs than ``trainer.check_val_every_n_epoch``.
 """
 
 from __future__ import annotations
@@ -15,6 +19,7 @@ from __future__ import annotations
 import collections.abc
 import hashlib
 import inspect
+import re
 import types
 import typing
 from dataclasses import dataclass, field
@@ -97,6 +102,54 @@ def check_choices(overrides: list[str], conf_dir: Path = CONF_DIR) -> None:
                 )
 
 
+def check_composes(overrides: list[str], conf_dir: Path = CONF_DIR) -> None:
+    """Compose the config as a run will, so that an override Hydra cannot apply (a key the
+    config lacks, ``+`` on a key it has, a syntax error) fails with one line naming the fix
+    instead of Hydra's multi-line report with exit status 1. Other problems are left to
+    Hydra."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import ConfigCompositionException, OverrideParseException
+
+    try:
+        with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
+            compose("train", overrides=overrides)
+    except OverrideParseException as exc:
+        raise ConfigError(f"cannot parse an override: {_one_line(exc).split(' See https')[0]}") from None
+    except ConfigCompositionException as exc:
+        message = _composition_message(str(exc), overrides, conf_dir)
+        if message:
+            raise ConfigError(message) from None
+    finally:
+        GlobalHydra.instance().clear()
+
+
+def _composition_message(text: str, overrides: list[str], conf_dir: Path) -> str | None:
+    if m := re.match(r"Could not override '([^']+)'", text):
+        key = m[1]
+        value = next((o.split("=", 1)[1] for o in overrides if o.split("=", 1)[0] == key), "...")
+        group, _, rest = key.partition(".")
+        having = [o for o in available(group, conf_dir) if rest and _sets(conf_dir / group / f"{o}.yaml", rest)]
+        having = [f"{group}=[{o}]" if group == "aux" else f"{group}={o}" for o in having]
+        choose = f" (the options that have it: {', '.join(having)})" if having else ""
+        return f"{key} is not in the config{choose}; check the spelling, or add it with +{key}={value}"
+    if m := re.match(r"Could not append to config. An item is already at '([^']+)'", text):
+        return f"+{m[1]} adds a key, but {m[1]} is already in the config; drop the +"
+    if m := re.match(r"Could not delete from config. '([^']+)' does not exist", text):
+        return f"~{m[1]} removes a key, but {m[1]} is not in the config; check the spelling"
+    return None
+
+
+def _sets(path: Path, dotted: str) -> bool:
+    """Whether the option file ``path`` sets the key ``dotted`` (relative to its group)."""
+    node: Any = OmegaConf.to_container(OmegaConf.load(path), resolve=False)
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
 def validate(cfg: DictConfig) -> None:
     """Check the whole config against the schemas; raises :class:`ConfigError`."""
     try:
@@ -111,6 +164,8 @@ def validate(cfg: DictConfig) -> None:
     for key, value in container.items():
         _walk(value, key)
     _check_validation_kept(container.get("trainer") or {})
+    if container.get("fit", True) and _trainable(container.get("model")):
+        _check_a_validation_runs(container.get("trainer") or {})
 
 
 def _check_validation_kept(trainer: dict) -> None:
@@ -119,9 +174,40 @@ def _check_validation_kept(trainer: dict) -> None:
     limit = trainer.get("limit_val_batches")
     if isinstance(limit, (int, float)) and not isinstance(limit, bool) and limit <= 0:
         raise ConfigError(
-            f"trainer.limit_val_batches={limit} switches validation off, but validation picks the best checkpoint "
+            f"trainer.limit_val_batches is {limit}, which switches validation off, but validation picks the best checkpoint "
             f"and the reported val/ metrics; use a positive number of batches (or a fraction in (0, 1])"
         )
+
+
+def _trainable(model: Any) -> bool:
+    """``RecModel.trainable`` of the configured model class (False: nothing to fit, e.g. ``model=pop``)."""
+    if not isinstance(model, dict) or "_target_" not in model:
+        return True
+    return bool(getattr(get_object(model["_target_"]), "trainable", True))
+
+
+def _check_a_validation_runs(trainer: dict) -> None:
+    """Fitting must reach a validation: it picks the checkpoint that ``metrics.json``
+    reports. Refused: no epoch at all, or fewer epochs than ``check_val_every_n_epoch``
+    (``-1``, unlimited epochs, is Lightning's own and left to ``max_steps``)."""
+    epochs, every = trainer.get("max_epochs"), trainer.get("check_val_every_n_epoch")
+    if not _is_int(epochs) or epochs == -1:
+        return
+    if epochs <= 0:
+        raise ConfigError(
+            f"trainer.max_epochs={epochs} trains nothing, so metrics.json would report untrained weights; "
+            f"set trainer.max_epochs=1 or more (fit=false ckpt_path=... evaluates a saved checkpoint)"
+        )
+    if _is_int(every) and epochs < every:
+        raise ConfigError(
+            f"trainer.max_epochs={epochs} ends before the first validation (trainer.check_val_every_n_epoch={every}), "
+            f"so no checkpoint is ever selected; set trainer.max_epochs={every} or more, or lower "
+            f"trainer.check_val_every_n_epoch"
+        )
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _walk(node: Any, path: str) -> None:

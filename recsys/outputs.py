@@ -9,6 +9,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
+from recsys.errors import RecsysError
+
 
 def write_json_atomic(path: Path, data: dict) -> None:
     """Write ``data`` to ``path`` through a temporary file: readers never see half a file."""
@@ -27,12 +29,20 @@ def write_per_user(per_user: dict, path: Path) -> None:
     os.replace(tmp, path)
 
 
-def one_line(exc: BaseException) -> str:
-    """``Type: first line of the message``, looking through Hydra's instantiation wrapper."""
+def unwrap(exc: BaseException) -> BaseException:
+    """The error a constructor raised, not Hydra's ``InstantiationException`` around it."""
     while type(exc).__name__ == "InstantiationException" and exc.__cause__ is not None:
         exc = exc.__cause__
+    return exc
+
+
+def one_line(exc: BaseException) -> str:
+    """The line a user reads: a :class:`RecsysError`'s own message (already one actionable
+    line), else ``Type: first line of the message``; looks through Hydra's wrapper."""
+    exc = unwrap(exc)
     text = str(exc).strip().splitlines()
-    return f"{type(exc).__name__}: {text[0] if text else ''}"
+    first = text[0] if text else ""
+    return first if isinstance(exc, RecsysError) else f"{type(exc).__name__}: {first}"
 
 
 def write_failure(cfg: DictConfig, exc: BaseException) -> None:
@@ -61,3 +71,10 @@ def print_table(metrics: dict[str, float]) -> None:
     for name in names:
         table.add_row(name, *[f"{metrics[f'{p}/{name}']:.4f}" if f"{p}/{name}" in metrics else "" for p in prefixes])
     Console().print(table)
+
+
+def results_line(output_dir: Path) -> str:
+    """Where a finished run's results are: ``results: <run dir> (metrics.json, ...)``,
+    naming the files this run wrote."""
+    files = [f for f in ("metrics.json", "test_per_user.csv", "checkpoints/best.ckpt") if (output_dir / f).is_file()]
+    return f"results: {output_dir} ({', '.join(files)})"

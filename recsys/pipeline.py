@@ -14,7 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from recsys.config import validate
 from recsys.errors import ConfigError
-from recsys.outputs import print_table, write_json_atomic, write_per_user
+from recsys.outputs import print_table, results_line, write_json_atomic, write_per_user
 from recsys.wiring import build, build_callbacks, build_loggers, check_accelerator, wandb_runs
 
 # torch and Lightning are imported inside train(), so that a bad command line is
@@ -75,6 +75,7 @@ def fit_and_evaluate(cfg: DictConfig, datamodule, module, callbacks, loggers, ou
     metrics["epochs"] = trainer.current_epoch if epochs is None else epochs
     write_json_atomic(output_dir / "metrics.json", metrics)
     print_table(metrics)
+    print(results_line(output_dir))
     return metrics
 
 

@@ -1,7 +1,8 @@
 """``python -m recsys.run``: the command-line entry point.
 
 Composes the config (Hydra), hands it to :func:`recsys.pipeline.train`, and turns
-user errors into one line on stderr and exit status 2. Each run writes into its Hydra
+user errors (also a value a constructor refused) into one line on stderr and exit status
+2; a finished run's last line says where its results are. Each run writes into its Hydra
 output directory: ``config_resolved.yaml``, ``epochs.csv`` (one row per epoch),
 ``csv/metrics.csv`` (per step), ``checkpoints/best.ckpt``, ``test_per_user.csv`` and,
 only once everything has finished, ``metrics.json`` (``failed.json`` instead when it
@@ -16,9 +17,9 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from recsys.config import check_choices
+from recsys.config import check_choices, check_composes
 from recsys.errors import RecsysError
-from recsys.outputs import one_line, write_failure
+from recsys.outputs import one_line, unwrap, write_failure
 from recsys.pipeline import train
 from recsys.wiring import build
 
@@ -37,16 +38,19 @@ def main(cfg: DictConfig) -> float | None:
             # recsys.report) and returns NaN, which the Optuna sweeper counts as a failed trial
             print(f"error: job {HydraConfig.get().job.num} failed: {one_line(exc)}", file=sys.stderr)
             return float("nan")
-        if not isinstance(exc, RecsysError):
+        if not isinstance(unwrap(exc), RecsysError):  # a bug, not a bad config: the traceback
             raise
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {one_line(exc)}", file=sys.stderr)  # also when a constructor refused a value
         sys.exit(2)
     return metrics.get(cfg.eval.monitor)
 
 
 def cli() -> None:
+    overrides = [a for a in sys.argv[1:] if not a.startswith("-")]
     try:
-        check_choices([a for a in sys.argv[1:] if not a.startswith("-")])
+        check_choices(overrides)
+        if len(overrides) == len(sys.argv) - 1:  # a plain run (no -m, --cfg ...): Hydra's flags stay Hydra's
+            check_composes(overrides)
     except RecsysError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

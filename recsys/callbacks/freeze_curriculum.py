@@ -71,7 +71,8 @@ class FreezeCurriculum(BaseFinetuning):
         self.later_paths = _paths("later_unfreeze", later_unfreeze, allow_empty=True)
         if after_epoch is None and max_train_loss is None and min_val_metric is None:
             raise ConfigError(
-                f"callbacks.{NAME} needs a switch condition: set after_epoch, max_train_loss or min_val_metric"
+                f"callbacks.{NAME} needs a switch condition: set callbacks.{NAME}.after_epoch, "
+                f"callbacks.{NAME}.max_train_loss or callbacks.{NAME}.min_val_metric"
             )
         _check_int("after_epoch", after_epoch, 0, optional=True)
         _check_int("later_epochs" + (" (with later_unfreeze)" if self.later_paths else ""), later_epochs,

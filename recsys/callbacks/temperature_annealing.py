@@ -75,7 +75,7 @@ class TemperatureAnnealing(pl.Callback):
         if not math.isfinite(total):
             raise ConfigError(
                 f"callbacks.{NAME}.duration is null but the run length is unknown "
-                f"(max_epochs={trainer.max_epochs}, max_steps={trainer.max_steps}); set callbacks.{NAME}.duration"
+                f"(trainer max_epochs {trainer.max_epochs}, max_steps {trainer.max_steps}); set callbacks.{NAME}.duration"
             )
         return max(int(total) - 1, 1)
 

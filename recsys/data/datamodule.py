@@ -138,7 +138,7 @@ class RecDataModule(pl.LightningDataModule):
         keys = history_keys(split) if self.sampled_eval else None
         for n in self.sampled_eval:
             tables[f"sampled{n}"] = sample_excluding(
-                torch.arange(split.n_users), n, split.n_items, keys, gen, f"data.sampled_eval={n}"
+                torch.arange(split.n_users), n, split.n_items, keys, gen, f"data.sampled_eval=[{n}]"
             )
         return tables
 

@@ -108,15 +108,15 @@ class FixedSplit(Split):
 
     def __init__(self, valid_ratio: float = 0.0, seed: int = 0) -> None:
         if not 0.0 <= valid_ratio < 1.0:
-            raise ConfigError(f"data.split.valid_ratio must be in [0, 1), got {valid_ratio}")
+            raise ConfigError(f"split.valid_ratio must be in [0, 1), got {valid_ratio}")
         self.valid_ratio = valid_ratio
         self.seed = seed
 
     def __call__(self, raw: RawData) -> SplitData:
         if raw.fixed_test is None:
             raise ConfigError(
-                "data.split=fixed needs a dataset with its own test file (e.g. gowalla); "
-                "use data.split=leave_one_out or temporal for this one"
+                "split=fixed needs a dataset with its own test file (e.g. data=gowalla); "
+                "use split=leave_one_out or split=temporal for this one"
             )
         train, test_inter = raw.interactions, raw.fixed_test
         test = UserItems.from_pairs(test_inter.user, test_inter.item, train.n_users)
@@ -141,7 +141,7 @@ class GlobalTemporalSplit(Split):
     def __init__(self, valid_start: float = 0.8, test_start: float = 0.9) -> None:
         if not 0.0 < valid_start <= test_start < 1.0:
             raise ConfigError(
-                f"data.split needs 0 < valid_start <= test_start < 1, got {valid_start} and {test_start}"
+                f"split=temporal needs 0 < split.valid_start <= split.test_start < 1, got {valid_start} and {test_start}"
             )
         self.valid_start = valid_start
         self.test_start = test_start
@@ -150,8 +150,8 @@ class GlobalTemporalSplit(Split):
         inter = raw.interactions
         if not inter.has_timestamps:
             raise ConfigError(
-                "data.split=temporal needs real timestamps, and this dataset gives order only; "
-                "use data.split=leave_one_out"
+                "split=temporal needs real timestamps, and this dataset gives order only; "
+                "use split=leave_one_out"
             )
         times = inter.time.double()
         # numpy: torch.quantile refuses more than 2**24 elements (same linear interpolation)
@@ -180,5 +180,5 @@ def check_not_empty(split: SplitData, name: str) -> None:
     if split.test.items.numel() == 0:
         raise DataError(
             f"dataset {name} has no test targets after splitting (users need at least a few "
-            f"events); lower data.user_core/data.item_core or choose another data.split"
+            f"events); lower data.user_core/data.item_core or choose another split (split=leave_one_out, temporal or fixed)"
         )

@@ -24,7 +24,8 @@ def run_cli(args: list[str], tmp_path: Path, data_dir: Path | None = None, timeo
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     if data_dir is not None:
         env["RECSYS_DATA_DIR"] = str(data_dir)
-    cmd = [sys.executable, "-m", "recsys.run", f"paths.log_dir={tmp_path}", *args]
+    flags = [a for a in args if a.startswith("-")]  # -m: Hydra's flags come before the overrides
+    cmd = [sys.executable, "-m", "recsys.run", *flags, f"paths.log_dir={tmp_path}", *(a for a in args if a not in flags)]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -50,7 +51,21 @@ def test_main_command_on_synthetic_data(tmp_path):
     assert (out / "csv" / "metrics.csv").is_file()
     per_user = pd.read_csv(out / "test_per_user.csv")
     assert math.isclose(per_user["test/ndcg@10"].mean(), metrics["test/ndcg@10"], rel_tol=1e-5)
-    assert "test/ndcg@10" in result.stdout  or "ndcg@10" in result.stdout  # the printed table
+    assert printed_table_row(result.stdout, "ndcg@10") == {
+        "val": f"{metrics['val/ndcg@10']:.4f}", "test": f"{metrics['test/ndcg@10']:.4f}"}
+    # the last line says where the results are
+    last = result.stdout.strip().splitlines()[-1]
+    assert last == f"results: {out} (metrics.json, test_per_user.csv, checkpoints/best.ckpt)"
+
+
+def printed_table_row(stdout: str, metric: str) -> dict[str, str]:
+    """The values a run's final table printed for ``metric``, by column (val, test, ...)."""
+    lines = stdout.splitlines()
+    header = next(line for line in lines if line.startswith("┃") and "metric" in line)
+    columns = [c.strip() for c in header.strip("┃").split("┃")]
+    row = next(line for line in lines if line.startswith("│") and line.split("│")[1].strip() == metric)
+    cells = [c.strip() for c in row.strip("│").split("│")]
+    return {name: cell for name, cell in zip(columns, cells) if name != "metric" and cell}
 
 
 def test_one_epoch_on_a_real_dataset(tmp_path, data_dir):
@@ -76,6 +91,46 @@ def test_wrong_type_on_the_command_line_is_one_line(tmp_path):
     assert lines == [lines[0]] and "model.embedding_dim" in lines[0]
 
 
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (["loss=infonce", "loss.temperature=-1"], "loss.temperature must be a positive number, got -1"),
+        (["loss=bce", "sampler.num_negatives=0"], "sampler.num_negatives must be a positive integer, got 0"),
+        (["data.batch_size=0"], "data.batch_size must be >= 1, got 0"),
+        (["model.max_len=1"], "model.max_len must be >= 2 and num_blocks >= 1, got 1, 2"),
+    ],
+)
+def test_a_value_a_constructor_refuses_is_one_line_and_exit_status_2(tmp_path, overrides, message):
+    """Not Hydra's "Error in call to target ..." block with exit status 1."""
+    result = run_cli(overrides, tmp_path, timeout=120)
+    assert result.returncode == 2, result.stderr[-3000:]
+    assert result.stderr.strip().splitlines() == [f"error: {message}"]
+    assert "HYDRA_FULL_ERROR" not in result.stdout + result.stderr
+    assert not list(tmp_path.glob("**/metrics.json"))
+    (failed,) = tmp_path.glob("**/failed.json")
+    assert json.loads(failed.read_text())["error"] == message
+
+
+def test_a_value_a_constructor_refuses_fails_its_sweep_job_with_the_same_line(tmp_path):
+    result = run_cli(["-m", "loss=infonce", "loss.temperature=-1,0"], tmp_path, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]  # the sweep goes on
+    messages = [f"loss.temperature must be a positive number, got {t}" for t in (-1, 0)]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert errors == [f"error: job {i} failed: {m}" for i, m in enumerate(messages)]
+    jobs = sorted(tmp_path.glob("**/multiruns/*/*_*"), key=lambda p: p.name)
+    assert [json.loads((job / "failed.json").read_text())["error"] for job in jobs] == messages
+    assert not list(tmp_path.glob("**/metrics.json"))
+
+
+def test_a_key_the_config_lacks_is_one_line_naming_the_options_that_have_it(tmp_path):
+    """Hydra's own report is five lines and exit status 1 (loss=ce has no temperature)."""
+    result = run_cli(["loss.temperature=-1"], tmp_path, timeout=120)
+    assert result.returncode == 2
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: loss.temperature is not in the config") and "loss=infonce" in line
+    assert line.endswith("add it with +loss.temperature=-1")
+
+
 def test_nan_loss_stops_training_and_leaves_no_metrics(cfg_factory, tmp_path):
     cfg = cfg_factory(["model=mf", "loss=bpr", "optimizer.lr=1e30", "model.init_std=1e30", *FAST])
     with pytest.raises(TrainingError, match="at step 0"):
@@ -91,6 +146,15 @@ def test_missing_dataset_file_fails_before_training(cfg_factory, tmp_path):
         train(cfg)
     assert "\n" not in str(info.value)
     assert not list(tmp_path.glob("**/metrics.json"))
+
+
+def test_a_run_that_can_never_validate_is_refused_before_training(cfg_factory, tmp_path):
+    """It used to write a metrics.json of untrained weights (max_epochs=0) or of the last,
+    never-selected ones (fewer epochs than check_val_every_n_epoch)."""
+    for overrides in (["trainer.max_epochs=0"], ["trainer.max_epochs=1", "trainer.check_val_every_n_epoch=2"]):
+        with pytest.raises(ConfigError, match="trainer.max_epochs"):
+            train(cfg_factory([*overrides, *FAST]))
+    assert not list(tmp_path.iterdir())  # refused before anything was written
 
 
 def test_dataset_empty_after_filtering(cfg_factory, tmp_path):

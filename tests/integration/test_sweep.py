@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from recsys.loggers.wandb_offline import find_offline_runs, read_offline_run
 from recsys.report import report
@@ -72,12 +73,50 @@ def test_report_tables_significance_and_plots(sweep, tmp_path):
     assert set(table["variant"]) == {f"loss={loss}" for loss in LOSSES}
     assert (table["done"] == 2).all() and (table["failed"] == 1).all()
     assert table["test/ndcg@10 mean"].is_monotonic_decreasing  # sorted, best first
-    others = table.iloc[1:]
-    assert others["p_wilcoxon_holm"].between(0, 1).all() and others["p_ttest_holm"].between(0, 1).all()
-    assert (others["users_paired"] > 100).all()  # 400 users
+    best, expected = paired_tests_against_the_best(sweep)
+    assert table.loc[0, "variant"] == f"loss={best}"
+    others = table.iloc[1:].set_index("variant")
+    assert sorted(others.index) == sorted(f"loss={loss}" for loss in expected)
+    for loss, want in expected.items():
+        row = others.loc[f"loss={loss}"]
+        assert row["users_paired"] == want["users"] and row["users_paired"] > 100  # 400 users
+        assert row["mean_diff_vs_best"] == pytest.approx(want["mean_diff"], rel=1e-9)
+        assert row["p_wilcoxon_holm"] == pytest.approx(want["wilcoxon"], rel=1e-9)
+        assert row["p_ttest_holm"] == pytest.approx(want["ttest"], rel=1e-9)
     for name in ("train_loss.png", "val_ndcg@10.png", "jobs.csv"):
         assert (tmp_path / name).stat().st_size > 0
     text = md.read_text()
     assert "## Failed jobs" in text and text.count("seed-two") == 3
     jobs = pd.read_csv(tmp_path / "jobs.csv")
     assert (jobs["status"] == "failed").sum() == 3
+
+
+def paired_tests_against_the_best(sweep: Path) -> tuple[str, dict[str, dict]]:
+    """The report's significance columns recomputed from the job folders: per loss, the
+    per-user test NDCG@10 averaged over its finished seeds, paired with the best loss (by
+    mean test NDCG@10 over seeds) on the users both have; scipy's Wilcoxon signed-rank and
+    paired t-test, and Holm's correction written out for the two comparisons."""
+    from scipy import stats
+
+    per_user, scores = {}, {}
+    for job in sweep.iterdir():
+        if not (job / "metrics.json").exists():
+            continue
+        overrides = dict(o.split("=", 1) for o in yaml.safe_load((job / ".hydra" / "overrides.yaml").read_text()))
+        column = pd.read_csv(job / "test_per_user.csv").set_index("user")["test/ndcg@10"]
+        per_user.setdefault(overrides["loss"], []).append(column)
+        scores.setdefault(overrides["loss"], []).append(json.loads((job / "metrics.json").read_text())["test/ndcg@10"])
+    best = max(scores, key=lambda loss: sum(scores[loss]) / len(scores[loss]))
+    mean = {loss: pd.concat(columns, axis=1).mean(axis=1) for loss, columns in per_user.items()}
+    out = {}
+    for loss in (loss for loss in mean if loss != best):
+        users = sorted(set(mean[best].index) & set(mean[loss].index))
+        a, b = mean[best].loc[users].to_numpy(), mean[loss].loc[users].to_numpy()
+        out[loss] = {"users": len(users), "mean_diff": float((a - b).mean()),
+                     "wilcoxon": float(stats.wilcoxon(a, b).pvalue), "ttest": float(stats.ttest_rel(a, b).pvalue)}
+    assert len(out) == 2
+    for test in ("wilcoxon", "ttest"):  # Holm for m = 2: the smaller p times 2, the larger times 1, kept monotone
+        low, high = sorted(out, key=lambda loss: out[loss][test])
+        out[low][test] = min(1.0, 2 * out[low][test])
+        out[high][test] = min(1.0, max(out[low][test], out[high][test]))
+    return best, out

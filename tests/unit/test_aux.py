@@ -118,15 +118,37 @@ def test_embedding_l2_needs_per_id_tables_and_a_valid_weight():
 
 
 def test_embedding_l2_is_added_to_the_objective_with_its_weight(monkeypatch):
+    """The step's objective is BPR + 0.01 * L2, both recomputed here from the embedding
+    tables with plain Python (fixed negatives, none an accidental hit)."""
     from recsys.auxiliary.embedding_l2 import EmbeddingL2
+    from recsys.samplers.base import Negatives, NegativeSampler
+
+    class Fixed(NegativeSampler):
+        def sample(self, pos, user):
+            return Negatives(items=torch.tensor([[4, 5], [0, 5], [1, 4]]))  # [B, 2]
 
     torch.manual_seed(0)
     model = MF(4, 6, 3)
-    sampler = UniformSampler(2)
-    sampler.n_items = 6
-    module = RecModule(model, BPR(), sampler, optimizer=None, n_items=6, aux={"embedding_l2": EmbeddingL2(0.01)}, loss_name="bpr")
+    module = RecModule(model, BPR(), Fixed(), optimizer=None, n_items=6, aux={"embedding_l2": EmbeddingL2(0.01)}, loss_name="bpr")
     logged = {}
     monkeypatch.setattr(module, "log", lambda name, value, **kw: logged.__setitem__(name, float(value)))
-    total = module.training_step({"user": torch.tensor([0, 1, 2]), "item": torch.tensor([1, 2, 3])}, 0)
-    assert float(total) == pytest.approx(logged["train/loss/bpr"] + 0.01 * logged["train/loss/embedding_l2"], rel=1e-6)
-    assert logged["train/loss/embedding_l2"] > 0
+    users, items, negatives = [0, 1, 2], [1, 2, 3], [[4, 5], [0, 5], [1, 4]]
+    total = module.training_step({"user": torch.tensor(users), "item": torch.tensor(items)}, 0)
+
+    u, v = model.user_emb.weight.tolist(), model.item_emb.weight.tolist()
+
+    def dot(a, b):
+        return sum(x * y for x, y in zip(a, b))
+
+    bpr = sum(
+        sum(math.log1p(math.exp(-(dot(u[us], v[it]) - dot(u[us], v[j])))) for j in negs) / len(negs)
+        for us, it, negs in zip(users, items, negatives)
+    ) / 3  # mean over rows of the mean over negatives of -ln sigmoid(s_pos - s_neg)
+    l2 = 0.5 * sum(
+        dot(u[us], u[us]) + dot(v[it], v[it]) + sum(dot(v[j], v[j]) for j in negs) / len(negs)
+        for us, it, negs in zip(users, items, negatives)
+    ) / 3
+    assert float(total) == pytest.approx(bpr + 0.01 * l2, rel=1e-6)
+    assert logged["train/loss/bpr"] == pytest.approx(bpr, rel=1e-6)
+    assert logged["train/loss/embedding_l2"] == pytest.approx(l2, rel=1e-6)
+    assert logged["train/loss"] == pytest.approx(bpr + 0.01 * l2, rel=1e-6)

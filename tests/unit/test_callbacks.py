@@ -4,6 +4,7 @@ the freeze/unfreeze stages, and resuming from checkpoints."""
 from __future__ import annotations
 
 import functools
+import math
 import warnings
 from types import SimpleNamespace
 
@@ -159,14 +160,20 @@ def test_schedule_shapes():
 # ---- temperature annealing and logQ warm-up ------------------------------------------------------
 @pytest.mark.parametrize("interval", ["step", "epoch"])
 def test_temperature_applied_each_step_is_the_pure_schedule(interval):
+    """Cosine from 0.2 to 0.05 over the whole run, by hand: ``T(t) = 0.05 + 0.15 * (1 +
+    cos(pi * t / D)) / 2`` with ``t`` the step (``D`` = 15, the last of 4 epochs x 4
+    batches) or the epoch (``D`` = 3)."""
     anneal, rec = TemperatureAnnealing(start=0.2, end=0.05, schedule="cosine", interval=interval), Recorder()
-    fit(Tiny(), [anneal, rec], epochs=3)
-    expected = [anneal.value(r["step"], epoch) for (epoch, _), r in sorted(rec.rows.items())]
-    assert rec.column("temperature") == expected
+    fit(Tiny(), [anneal, rec], epochs=4)
+    steps = list(range(4 * BATCHES))
+    assert rec.column("step") == steps
+    if interval == "step":
+        expected = [0.05 + 0.15 * (1 + math.cos(math.pi * s / 15)) / 2 for s in steps]
+    else:  # cos(pi/3) = 1/2, cos(2 pi/3) = -1/2: 0.05 + 0.15 * 3/4 and 0.05 + 0.15 * 1/4
+        expected = [v for v in (0.2, 0.1625, 0.0875, 0.05) for _ in range(BATCHES)]
+    assert rec.column("temperature") == pytest.approx(expected, rel=1e-12)
+    assert rec.column("temperature")[0] == 0.2 and rec.column("temperature")[-1] == 0.05  # exact ends
     assert rec.column("sched/temperature") == pytest.approx(expected)  # the logged value is the applied one
-    assert expected[0] == 0.2 and expected[-1] == 0.05  # the whole run: the last step (epoch) gets `end`
-    if interval == "epoch":
-        assert len(set(expected[:BATCHES])) == 1 and expected[BATCHES] == pytest.approx(0.125)
 
 
 def fit_recmodule(callbacks, epochs: int = 2) -> pl.Trainer:

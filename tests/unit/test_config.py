@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from omegaconf import open_dict
 
-from recsys.config import available, check_choices, check_ks, validate
+from recsys.config import available, check_choices, check_composes, check_ks, validate
 from recsys.errors import ConfigError
 
 
@@ -106,3 +106,60 @@ def test_k_must_fit_the_catalogue(ks):
     with pytest.raises(ConfigError) as info:
         check_ks(ks, n_items=1000)
     assert "eval.ks" in one_line(info)
+
+
+@pytest.mark.parametrize(
+    "overrides, named",
+    [
+        (["trainer.max_epochs=0"], "trainer.max_epochs=0"),
+        (["trainer.max_epochs=-2"], "trainer.max_epochs=-2"),
+        (["trainer.max_epochs=2", "trainer.check_val_every_n_epoch=3"], "trainer.check_val_every_n_epoch=3"),
+        (["trainer.max_epochs=3", "trainer.check_val_every_n_epoch=3"], None),  # validates after epoch 3
+        (["trainer.max_epochs=1"], None),
+        (["trainer.max_epochs=-1", "+trainer.max_steps=5"], None),  # Lightning's "no epoch limit"
+        (["trainer.max_epochs=0", "fit=false", "ckpt_path=/runs/x/best.ckpt"], None),  # evaluates a checkpoint
+    ],
+)
+def test_a_fit_that_never_validates_is_refused(cfg_factory, overrides, named):
+    """Validation picks the checkpoint metrics.json reports: without one, metrics.json would
+    hold untrained or never-selected weights."""
+    cfg = cfg_factory(overrides)
+    if named is None:
+        validate(cfg)
+        return
+    with pytest.raises(ConfigError) as info:
+        validate(cfg)
+    message = one_line(info)
+    assert named in message and "set trainer.max_epochs=" in message
+
+
+def test_a_model_with_nothing_to_fit_needs_no_epoch(cfg_factory, monkeypatch):
+    """``RecModel.trainable = False`` (model=pop): the run only evaluates."""
+    from recsys.models.mf import MF
+
+    cfg = cfg_factory(["model=mf", "trainer.max_epochs=0"])
+    with pytest.raises(ConfigError):
+        validate(cfg)
+    monkeypatch.setattr(MF, "trainable", False)
+    validate(cfg)
+
+
+@pytest.mark.parametrize(
+    "overrides, expected",
+    [
+        (["model.embeding_dim=32"], "model.embeding_dim is not in the config; check the spelling, or add it with +model.embeding_dim=32"),
+        (["sampler.num_negatives=8"], "(the options that have it: sampler=popularity, sampler=presampled"),
+        (["aux.orthogonal.weight=2"], "(the options that have it: aux=[orthogonal])"),
+        (["+seed=3"], "+seed adds a key, but seed is already in the config; drop the +"),
+        (["~callbacks.nope"], "~callbacks.nope removes a key, but callbacks.nope is not in the config"),
+        (["eval.ks=[10,20"], "cannot parse an override"),
+        (["loss=infonce", "loss.temperature=0.1", "+model.embeding_dim=32", "aux=[orthogonal]"], None),
+    ],
+)
+def test_overrides_hydra_cannot_apply_are_one_line(overrides, expected):
+    if expected is None:
+        check_composes(overrides)  # composes (the unknown +key is validate's to report)
+        return
+    with pytest.raises(ConfigError) as info:
+        check_composes(overrides)
+    assert expected in one_line(info)

@@ -10,7 +10,9 @@ from recsys.config import available, validate
 
 @pytest.mark.parametrize("name", available("experiment"))
 def test_experiment_composes_and_validates(cfg_factory, name):
-    validate(cfg_factory([f"experiment={name}"]))  # every _target_ resolves, arguments typed
+    # every _target_ resolves, arguments typed; 10 epochs: conftest's quick 1 would never reach
+    # lightgcn_gowalla's first validation (every 2 epochs), which validate refuses
+    validate(cfg_factory([f"experiment={name}", "trainer.max_epochs=10"]))
 
 
 def test_lightgcn_gowalla_recipe_settings(cfg_factory):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import math
 from types import SimpleNamespace
 
@@ -254,17 +255,35 @@ def test_masked_negatives_have_no_effect(name, loss):
 
 @pytest.mark.parametrize("name,loss", all_losses())
 def test_positive_column_is_masked_for_every_loss(name, loss):
-    """With ``pos_column`` the positive's own column of ``neg`` is not a negative: the loss
-    equals the same loss with that entry masked through ``neg_mask``."""
+    """With ``pos_column`` the positive's own column of ``neg`` is not a negative: value and
+    gradient (with respect to the scores, ``pos`` gathered from ``neg`` as RecModule does)
+    equal those of the same loss with that entry masked through ``neg_mask``, and those of
+    the loss on the catalogue with that column removed (no masking at all)."""
     logits, target = full_catalogue(seed=13)
     b, n = logits.shape
-    pos = logits.gather(1, target.unsqueeze(1)).squeeze(1)
-    pos_lq, neg_lq = torch.full((b,), -math.log(n)), torch.full((b, n), -math.log(n))
-    mask = torch.ones(b, n, dtype=torch.bool).scatter(1, target.unsqueeze(1), False)
-    v_col, gp_col, _ = loss_value_and_grads(loss, pos, logits, None, pos_lq, neg_lq, pos_column=target)
-    v_mask, gp_mask, gn_mask = loss_value_and_grads(loss, pos, logits, mask, pos_lq, neg_lq)
-    assert_close(v_col, v_mask)
-    assert torch.equal(gn_mask[~mask], torch.zeros(b))
+    loss = copy.deepcopy(loss)
+    loss.setup(catalogue(n))  # neg is the whole catalogue (gbce's sampling rate, nss's correction)
+    lq = torch.log(torch.rand(b, n, generator=torch.Generator().manual_seed(5)) * 0.5 + 1e-3)  # [B, N]
+    keep = torch.ones(b, n, dtype=torch.bool).scatter(1, target.unsqueeze(1), False)  # [B, N]
+
+    def value_and_grad(kind: str):
+        leaf = logits.clone().requires_grad_(True)  # [B, N] the catalogue's scores
+        pos, pos_lq = leaf.gather(1, target.unsqueeze(1)).squeeze(1), lq.gather(1, target.unsqueeze(1)).squeeze(1)
+        if kind == "column":
+            s = Scores(pos=pos, neg=leaf, pos_log_q=pos_lq, neg_log_q=lq, pos_column=target)
+        elif kind == "mask":
+            s = Scores(pos=pos, neg=leaf, neg_mask=keep, pos_log_q=pos_lq, neg_log_q=lq)
+        else:  # the positive's column removed: [B, N - 1]
+            s = Scores(pos=pos, neg=leaf[keep].view(b, n - 1), pos_log_q=pos_lq, neg_log_q=lq[keep].view(b, n - 1))
+        value = loss(s)
+        value.backward()
+        return value.detach(), leaf.grad
+
+    v_removed, g_removed = value_and_grad("removed")
+    for kind in ("column", "mask"):
+        value, grad = value_and_grad(kind)
+        assert_close(value, v_removed, msg=kind)
+        assert_close(grad, g_removed, msg=kind)
 
 
 @pytest.mark.parametrize("name,loss", all_losses())

@@ -64,7 +64,7 @@ class CustomDataset(Dataset):
         if not path.is_file():
             raise DataError(
                 f"missing file {path} for the custom dataset: expected a table with columns "
-                f"{', '.join(self.columns)}; check dataset.path (relative paths start at paths.data_dir)"
+                f"{', '.join(self.columns)}; check data.dataset.path (relative paths start at paths.data_dir)"
             )
         frame, first_line = self._read(path)
         if frame.empty:
@@ -106,7 +106,7 @@ class CustomDataset(Dataset):
             if sep is None:
                 raise DataError(
                     f"cannot tell the format of {path} from its extension: use .csv, .tsv, .txt "
-                    f"or .parquet, or set dataset.sep"
+                    f"or .parquet, or set data.dataset.sep"
                 )
             ids = (self.user_col, self.item_col) if self.header else (0, 1)  # read ids as text
             try:
@@ -127,8 +127,8 @@ class CustomDataset(Dataset):
         if missing:
             raise DataError(
                 f"{path} has no column {', '.join(repr(c) for c in missing)}: found "
-                f"{', '.join(repr(c) for c in frame.columns)}; set dataset.user_col / item_col / "
-                f"time_col (time_col: null uses the row order)"
+                f"{', '.join(repr(c) for c in frame.columns)}; set data.dataset.user_col, data.dataset.item_col or "
+                f"data.dataset.time_col (data.dataset.time_col=null uses the row order)"
             )
         return frame[self.columns], first_line
 
@@ -150,7 +150,7 @@ class CustomDataset(Dataset):
             row = int(bad[0])
             raise DataError(
                 f"{_where(row, first_line)} of {path} has time {str(column.iloc[row])[:40]!r}, expected "
-                f"a number or a date; fix it or set time_col: null to use the row order"
+                f"a number or a date; fix it or set data.dataset.time_col=null to use the row order"
             )
         return time
 

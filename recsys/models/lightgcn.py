@@ -53,7 +53,7 @@ class LightGCN(RecModel):
     feature transform, no non-linearity); the final vectors are the mean of
     ``E^(0..K)``. Scores are dot products; trained on (user, item) pairs, typically with
     BPR. The propagation runs once per training step and once per evaluation (it is
-    cached while the embeddings are unchanged). ``score="cosine"`` scores by cosine
+    cached while it stays valid, see :meth:`propagate`). ``score="cosine"`` scores by cosine
     similarity divided by ``score_temperature`` instead, the setting under which sampled
     softmax works best for graph models (Wu et al., "On the Effectiveness of Sampled
     Softmax Loss for Item Recommendation", TOIS 2024).
@@ -105,20 +105,34 @@ class LightGCN(RecModel):
         return PairView(split, rows=self.train_rows)
 
     def propagate(self) -> Tensor:
-        """``[U + I, D]`` the layer-averaged vectors of every node."""
+        """``[U + I, D]`` the layer-averaged vectors of every node.
+
+        The result is cached while it stays valid: the same embedding values (their
+        version), the same device, and the same answer to "does it carry gradient"
+        (grad enabled and the embedding trainable), so a graph frozen by a curriculum and
+        then unfrozen is propagated again with gradient. A result that carries gradient is
+        dropped as soon as a backward pass reaches it (its graph is then freed), so the
+        steps of a gradient accumulation each propagate once.
+        """
         if self.adjacency.numel() == 0:
             raise RuntimeError("LightGCN.setup(split) must be called before use")
         weight = self.embedding.weight
-        key = (weight._version, torch.is_grad_enabled(), weight.device)
+        tracked = torch.is_grad_enabled() and weight.requires_grad
+        key = (weight._version, tracked, weight.device)
         if self._cache is not None and self._cache[0] == key:
             return self._cache[1]
         layer, total = weight, weight
         for _ in range(self.num_layers):
             layer = _SymmetricSpMM.apply(self.adjacency, layer)  # [U + I, D]
             total = total + layer
-        out = total / (self.num_layers + 1)
+        out = total / (self.num_layers + 1)  # [U + I, D]
+        if tracked:
+            out.register_hook(self._drop_cache)
         self._cache = (key, out)
         return out
+
+    def _drop_cache(self, grad: Tensor) -> None:
+        self._cache = None
 
     def encode(self, batch: dict[str, Tensor]) -> Encoded:
         users = self.propagate()[: self.n_users]

@@ -110,3 +110,30 @@ def test_train_rows_picks_the_pair_view_rows_and_rejects_unknown_names():
         assert cls(split.n_users, split.n_items, embedding_dim=4).make_view(split).rows == "events"
         with pytest.raises(ConfigError, match="model.train_rows"):
             cls(split.n_users, split.n_items, embedding_dim=4, train_rows="user")
+
+
+def test_cache_does_not_serve_a_frozen_propagation_after_unfreezing():
+    """A graph frozen by a curriculum (``requires_grad=False``) and then unfrozen must be
+    propagated again: the cached frozen tensor carries no gradient to the embedding."""
+    split = tiny_split()
+    model = LightGCN(3, 5, embedding_dim=4, num_layers=2)
+    model.setup(split)
+    model.embedding.weight.requires_grad_(False)
+    assert not model.propagate().requires_grad  # frozen, with grad enabled
+    model.embedding.weight.requires_grad_(True)
+    model.propagate().sum().backward()
+    assert model.embedding.weight.grad is not None and bool(model.embedding.weight.grad.abs().sum() > 0)
+
+
+def test_cache_is_dropped_after_backward_so_gradient_accumulation_works():
+    """Two backward passes without an optimizer step in between (gradient accumulation)
+    each propagate anew instead of reusing a graph the first backward freed."""
+    split = tiny_split()
+    model = LightGCN(3, 5, embedding_dim=4, num_layers=2)
+    model.setup(split)
+    model.propagate().sum().backward()
+    first = model.embedding.weight.grad.clone()
+    model.propagate().sum().backward()
+    assert_close(model.embedding.weight.grad, 2 * first)
+    with torch.no_grad():  # evaluation: cached while the values do not change
+        assert model.propagate() is model.propagate()

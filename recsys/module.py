@@ -83,15 +83,22 @@ class RecModule(pl.LightningModule):
 
     # ---- training -------------------------------------------------------------------
     def scores(self, enc: Encoded, negatives: Negatives) -> Scores:
-        """Score every row's positive and negatives (shapes in :class:`Scores`)."""
-        items = self.model.item_embeddings()  # [I, D]
+        """Score every row's positive and negatives (shapes in :class:`Scores`).
+
+        Full softmax (``negatives.items`` is None) scores the whole catalogue
+        (``model.item_embeddings()``); sampled and in-batch negatives score only the
+        positives and the negatives, whose vectors come from one
+        ``model.item_vectors(ids)`` call (a tower encodes only those items).
+        """
         if negatives.items is None:  # the whole catalogue; the positive's column is masked
-            neg = self.model.score(enc.query, items)  # [R, I]
+            neg = self.model.score(enc.query, self.model.item_embeddings())  # [R, I]
             pos = neg.gather(1, enc.target.unsqueeze(1)).squeeze(1)  # [R]
             return Scores(pos=pos, neg=neg, pos_column=enc.target, query=enc.query)
-        pos = self.model.score(enc.query, items[enc.target].unsqueeze(1)).squeeze(1)  # [R]
-        neg_items = negatives.items
-        neg = self.model.score(enc.query, items[neg_items])  # [R, N]
+        neg_items = negatives.items  # [N] shared or [R, N] per row
+        rows = enc.target.numel()
+        vectors = self.model.item_vectors(torch.cat([enc.target, neg_items.flatten()]))  # [R + N or R + R*N, D]
+        pos = self.model.score(enc.query, vectors[:rows].unsqueeze(1)).squeeze(1)  # [R]
+        neg = self.model.score(enc.query, vectors[rows:].view(*neg_items.shape, -1))  # [R, N]
         if neg_items.dim() == 1:
             neg_items = neg_items.unsqueeze(0).expand(neg.shape[0], -1)  # [R, N]
         neg_log_q = negatives.log_q

@@ -1,9 +1,11 @@
 """The model contract.
 
 A model turns a training batch into query vectors and says which item each query should
-rank first (:meth:`RecModel.encode`); it exposes the item vectors
-(:meth:`RecModel.item_embeddings`) and encodes users for evaluation
-(:meth:`RecModel.user_queries`). It also declares how it consumes training data
+rank first (:meth:`RecModel.encode`); it exposes the vectors of the whole catalogue
+(:meth:`RecModel.item_embeddings`, for full softmax and full ranking) and of given items
+(:meth:`RecModel.item_vectors`, for sampled and in-batch negatives, so that a model whose
+item vectors are computed encodes only the items a step scores) and encodes users for
+evaluation (:meth:`RecModel.user_queries`). It also declares how it consumes training data
 (:meth:`RecModel.make_view`). Scores are dot products unless a model overrides
 :meth:`RecModel.score`. Losses live elsewhere (``recsys.losses``).
 """
@@ -81,6 +83,18 @@ class RecModel(nn.Module):
     def item_embeddings(self) -> Tensor:  # pragma: no cover - abstract
         """``[I, D]`` the vector of every item."""
         raise NotImplementedError
+
+    def item_vectors(self, ids: Tensor) -> Tensor:
+        """The vectors of the items ``ids``: row ``ids[j]`` of :meth:`item_embeddings`.
+
+        Models that compute item vectors (a tower) override it to compute only these items,
+        once per distinct id (so that, in training mode, a repeated item gets one dropout
+        mask, as when the whole catalogue is encoded).
+
+        Shape:
+            ids ``[...]`` -> ``[..., D]``.
+        """
+        return self.item_embeddings()[ids]  # [..., D]
 
     def user_queries(self, inputs: dict[str, Tensor]) -> Tensor:  # pragma: no cover - abstract
         """``[B, D]`` query vectors of the users in ``inputs`` (from the view)."""

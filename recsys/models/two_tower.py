@@ -4,6 +4,7 @@ al. 2020; gated fusion in the spirit of MMoE, Ma et al. 2018)."""
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from recsys.data.interactions import SplitData
@@ -87,6 +88,11 @@ class TwoTower(RecModel):
 
     def item_embeddings(self) -> Tensor:
         return self.item_tower()  # [I, D]
+
+    def item_vectors(self, ids: Tensor) -> Tensor:
+        """The item tower run on the distinct ``ids`` only (``[...]`` -> ``[..., D]``)."""
+        unique, inverse = torch.unique(ids, return_inverse=True)  # [K], [...]
+        return self.item_tower(unique)[inverse]  # [..., D]
 
     def user_queries(self, inputs: dict[str, Tensor]) -> Tensor:
         return self.user_vector(inputs["user"], inputs["input"])

@@ -65,3 +65,52 @@ def test_bad_options_are_rejected(split):
     inter = split.train
     with pytest.raises(ConfigError, match="model.fusion"):
         TwoTower(split.n_users, split.n_items, inter.user_features, inter.item_features, inter.feature_cardinality, fusion="sum")
+
+
+def _two_tower(split, **kw) -> TwoTower:
+    inter = split.train
+    model = TwoTower(split.n_users, split.n_items, inter.user_features, inter.item_features, inter.feature_cardinality,
+                     embedding_dim=16, max_len=4, **kw)
+    model.setup(split)
+    return model
+
+
+def test_item_vectors_are_the_catalogue_rows_and_run_the_tower_on_distinct_ids_only(split):
+    model = _two_tower(split).eval()
+    seen = []
+    hook = model.item_tower.register_forward_hook(lambda module, args, out: seen.append(args[0].clone()))
+    ids = torch.tensor([[3, 7, 3], [0, 7, 9]])  # [2, 3], repeated ids
+    vectors = model.item_vectors(ids)
+    hook.remove()
+    assert vectors.shape == (2, 3, 16)
+    assert [x.tolist() for x in seen] == [[0, 3, 7, 9]]  # one tower row per distinct item
+    torch.testing.assert_close(vectors, model.item_embeddings()[ids])
+
+
+@pytest.mark.parametrize("sampler_name", ["in_batch", "uniform"])
+def test_sampled_scores_encode_only_the_scored_items_and_equal_full_catalogue_scores(split, sampler_name):
+    """``RecModule.scores`` with sampled or in-batch negatives runs the item tower on the
+    step's positives and negatives only (not the whole catalogue) and gives the same scores."""
+    from recsys.losses.nss import NSS
+    from recsys.module import RecModule
+    from recsys.samplers.in_batch import InBatchSampler
+    from recsys.samplers.uniform import UniformSampler
+
+    torch.manual_seed(0)
+    model = _two_tower(split).eval()  # eval: no dropout, so both ways give identical vectors
+    sampler = InBatchSampler() if sampler_name == "in_batch" else UniformSampler(num_negatives=3)
+    sampler.setup(split)
+    module = RecModule(model, NSS(), sampler, optimizer=None, n_items=split.n_items)
+    enc = model.encode(model.make_view(split).batch(torch.arange(6)))
+    negatives = sampler.sample(enc.target, enc.user)
+    rows = []
+    hook = model.item_tower.register_forward_hook(lambda module, args, out: rows.append(out.shape[0]))
+    s = module.scores(enc, negatives)
+    hook.remove()
+    scored = torch.cat([enc.target, negatives.items.flatten()]).unique()
+    assert rows == [scored.numel()] and scored.numel() < split.n_items
+    items = model.item_embeddings()  # [I, D]
+    torch.testing.assert_close(s.pos, (enc.query * items[enc.target]).sum(1))
+    expected_neg = enc.query @ items[negatives.items].T if negatives.items.dim() == 1 else \
+        torch.bmm(items[negatives.items], enc.query.unsqueeze(2)).squeeze(2)
+    torch.testing.assert_close(s.neg, expected_neg)

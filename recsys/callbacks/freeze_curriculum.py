@@ -1,4 +1,5 @@
-"""Train with parts of the model frozen, then unfreeze them (config ``callbacks=[...,freeze_curriculum]``)."""
+"""Pretrain, train with parts of the model frozen, then unfreeze them (config
+``callbacks=[...,freeze_curriculum]``)."""
 
 from __future__ import annotations
 
@@ -17,12 +18,19 @@ NAME = "freeze_curriculum"
 
 
 class FreezeCurriculum(BaseFinetuning):
-    """Stage 1 trains with the ``freeze`` submodules of ``pl_module.model`` frozen
-    (``requires_grad=False``; train/eval mode untouched, so dropout behaves as before).
+    """Stage 0 (``pretrain_epochs`` epochs, none by default) trains the whole model, so
+    that what stage 1 freezes has been trained. Stage 1 trains with the ``freeze``
+    submodules of ``pl_module.model`` frozen (``requires_grad=False``, gradient dropped,
+    removed from the optimizer with their optimizer state, so neither weight decay nor
+    momentum moves them; train/eval mode untouched, so dropout behaves as before).
     Stage 2 unfreezes ``unfreeze`` and, ``later_epochs`` epochs later, ``later_unfreeze``;
     each set goes into a new optimizer param group with ``lr = lr(group 0) * lr_factor``.
+    Without pretraining, the frozen parts keep their initial values until unfrozen: start
+    them from a trained run (``init_from``) or set ``pretrain_epochs``.
 
-    Timing: the conditions are checked once per training epoch ``e``, in its
+    Timing: stage 1 starts at epoch ``pretrain_epochs``. The stage-2 conditions are
+    checked once per training epoch ``e >= pretrain_epochs`` (so stage 1 lasts at least
+    one epoch), in its
     ``on_train_epoch_end`` (Lightning has run the epoch's validation by then; a validation
     that would finish after it, before epoch ``e + 1`` starts, is checked in
     ``on_validation_end``). The first epoch ``e`` where any condition holds makes stage 2
@@ -35,16 +43,18 @@ class FreezeCurriculum(BaseFinetuning):
       (never holds in an epoch without validation).
 
     Resume: the stage, the switch epoch, the epoch's running loss and validation value and
-    the optimizer's param groups (BaseFinetuning's metadata) are in the checkpoint, so a run
-    resumed from any checkpoint (mid-epoch, after validation, after the epoch) decides and
-    applies the same stages; ``on_fit_start`` rebuilds the extra groups and makes their
-    parameters trainable before Lightning loads the optimizer state.
+    the optimizer's param groups (BaseFinetuning's metadata, stored whole at every epoch
+    start since stage 1 shrinks group 0) are in the checkpoint, so a run resumed from any
+    checkpoint (mid-epoch, after validation, after the epoch) decides and applies the same
+    stages; ``on_fit_start`` rebuilds the groups and sets which parameters train before
+    Lightning loads the optimizer state.
     ``configure_optimizers`` must pass only parameters with ``requires_grad`` (checked).
     Frozen modules still update buffers (BatchNorm running statistics) in train mode, and
     an LR scheduler built before a new group exists does not scale it (as in BaseFinetuning).
 
     Args:
         freeze: dotted submodule paths under ``pl_module.model`` frozen in stage 1.
+        pretrain_epochs: epochs of stage 0 (nothing frozen) before stage 1; >= 0.
         unfreeze: paths unfrozen at the switch (inside, or containing, a frozen path).
         after_epoch, max_train_loss, min_val_metric: switch conditions (at least one).
         val_metric: the validation metric compared with ``min_val_metric``.
@@ -64,6 +74,7 @@ class FreezeCurriculum(BaseFinetuning):
         lr_factor: float = 0.01,
         later_unfreeze: list[str] = (),
         later_epochs: int = 0,
+        pretrain_epochs: int = 0,
     ) -> None:
         super().__init__()
         self.freeze_paths = _paths("freeze", freeze, allow_empty=False)
@@ -75,6 +86,7 @@ class FreezeCurriculum(BaseFinetuning):
                 f"callbacks.{NAME}.max_train_loss or callbacks.{NAME}.min_val_metric"
             )
         _check_int("after_epoch", after_epoch, 0, optional=True)
+        _check_int("pretrain_epochs", pretrain_epochs, 0)
         _check_int("later_epochs" + (" (with later_unfreeze)" if self.later_paths else ""), later_epochs,
                    1 if self.later_paths else 0)
         for name, value in (("max_train_loss", max_train_loss), ("min_val_metric", min_val_metric)):
@@ -87,16 +99,20 @@ class FreezeCurriculum(BaseFinetuning):
             raise ConfigError(f"callbacks.{NAME}.val_metric must name a logged metric, got {val_metric!r}")
         self.after_epoch, self.max_train_loss, self.min_val_metric = after_epoch, max_train_loss, min_val_metric
         self.val_metric, self.lr_factor, self.later_epochs = val_metric, float(lr_factor), later_epochs
-        self.stage, self.switch_epoch, self.later_done = 1, None, False
+        self.pretrain_epochs = pretrain_epochs
+        self.stage, self.switch_epoch, self.later_done = 0 if pretrain_epochs else 1, None, False
         self._val: float | None = None  # last validation value of the current epoch
         self._loss_sum, self._loss_steps = 0.0, 0  # training loss of the current epoch
         self._closed_epoch: int | None = None  # epoch whose on_train_epoch_end ran, until the next starts
 
     def never_trained(self, loaded: list[str] = ()) -> list[str]:
-        """Frozen paths that keep (part of) their initial values for the whole run: not
-        entirely inside an unfrozen path, and not inside a part loaded with ``init_from``
-        (``loaded``: its targets, ``""`` = the whole model). With the defaults and no
-        ``init_from`` that is ``item_tower`` (only its head is unfrozen) and ``graph``."""
+        """Frozen paths that keep (part of) their initial values for the whole run: none
+        with pretraining; else those not entirely inside an unfrozen path, and not inside a
+        part loaded with ``init_from`` (``loaded``: its targets, ``""`` = the whole model).
+        With the defaults and neither that is ``item_tower`` (only its head is unfrozen)
+        and ``graph``."""
+        if self.pretrain_epochs:
+            return []
 
         def inside(path: str, parts) -> bool:
             return any(part == "" or path == part or path.startswith(part + ".") for part in parts)
@@ -115,11 +131,23 @@ class FreezeCurriculum(BaseFinetuning):
 
     # ---- freezing (BaseFinetuning) ---------------------------------------------------------
     def freeze_before_training(self, pl_module: pl.LightningModule) -> None:
+        if self.stage >= 1:  # the constructor's stage: a resumed run's is applied in on_fit_start
+            self._apply_stage(pl_module)
+
+    def _apply_stage(self, pl_module: pl.LightningModule) -> None:
+        """Which parameters train in stage >= 1: the frozen paths not (yet) unfrozen."""
         for path in self.freeze_paths:
             for param in _module(pl_module, path).parameters():
                 param.requires_grad_(False)
+        for paths, done in ((self.unfreeze_paths, self.stage == 2), (self.later_paths, self.later_done)):
+            for path in paths if done else ():
+                for param in _module(pl_module, path).parameters():
+                    param.requires_grad_(True)
 
     def finetune_function(self, pl_module: pl.LightningModule, epoch: int, optimizer: Optimizer) -> None:
+        if self.stage == 0 and epoch >= self.pretrain_epochs:
+            self._freeze(pl_module, optimizer)
+            self.stage = 1
         if self.switch_epoch is None or epoch < self.switch_epoch:
             return
         if self.stage == 1:
@@ -128,6 +156,18 @@ class FreezeCurriculum(BaseFinetuning):
         if self.later_paths and not self.later_done and epoch >= self.switch_epoch + self.later_epochs:
             self._add_group(pl_module, self.later_paths, optimizer)
             self.later_done = True
+
+    def _freeze(self, pl_module: pl.LightningModule, optimizer: Optimizer) -> None:
+        """Stage 0 -> 1: freeze the trained ``freeze`` paths and take them out of the
+        optimizer with their state (a zero gradient would still let momentum and weight
+        decay move them); unfreezing adds them back as a new group, as without pretraining."""
+        frozen = {id(p): p for path in self.freeze_paths for p in _module(pl_module, path).parameters()}
+        for param in frozen.values():
+            param.requires_grad_(False)
+            param.grad = None
+            optimizer.state.pop(param, None)
+        for group in optimizer.param_groups:
+            group["params"] = [p for p in group["params"] if id(p) not in frozen]
 
     def _add_group(self, pl_module: pl.LightningModule, paths: list[str], optimizer: Optimizer) -> None:
         """Unfreeze ``paths``; their parameters not yet optimized form a new param group
@@ -160,13 +200,9 @@ class FreezeCurriculum(BaseFinetuning):
             super().setup(trainer, pl_module, stage)
 
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        resuming = self._restarting
         super().on_fit_start(trainer, pl_module)  # restores the param groups of a resumed run
-        if resuming:  # make the groups' parameters trainable again (setup froze them)
-            for paths, done in ((self.unfreeze_paths, self.stage == 2), (self.later_paths, self.later_done)):
-                for path in paths if done else ():
-                    for param in _module(pl_module, path).parameters():
-                        param.requires_grad_(True)
+        if self.stage >= 1:  # a resumed run's stage (setup saw the constructor's)
+            self._apply_stage(pl_module)
         frozen = {id(p) for path in self.freeze_paths for p in _module(pl_module, path).parameters()
                   if not p.requires_grad}
         for optimizer in trainer.optimizers:
@@ -190,8 +226,13 @@ class FreezeCurriculum(BaseFinetuning):
             )
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
+        """Apply the epoch's stage; store every optimizer's whole param groups by name
+        (BaseFinetuning only records added groups, but stage 1 also shrinks group 0)."""
         self._val, self._closed_epoch, self._loss_sum, self._loss_steps = None, None, 0.0, 0
-        super().on_train_epoch_start(trainer, pl_module)  # calls finetune_function
+        names = {p: n for n, p in pl_module.named_parameters()}
+        for i, optimizer in enumerate(trainer.optimizers):
+            self.finetune_function(pl_module, trainer.current_epoch, optimizer)
+            self._internal_optimizer_metadata[i] = self._apply_mapping_to_param_groups(optimizer.param_groups, names)
 
     def on_train_batch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule, batch, batch_idx: int) -> None:
         pl_module.log("curriculum/stage", float(self.stage), on_step=True, on_epoch=False, batch_size=1)
@@ -221,6 +262,8 @@ class FreezeCurriculum(BaseFinetuning):
         self._decide(trainer.current_epoch, train_loss, self._val)
 
     def _decide(self, epoch: int, train_loss: float | None, val_value: float | None) -> None:
+        if epoch < self.pretrain_epochs:  # stage 0: the stage-2 conditions wait for stage 1
+            return
         if self.switch_epoch is None and self.should_switch(epoch, train_loss, val_value):
             self.switch_epoch = epoch + 1
 

@@ -376,13 +376,56 @@ def test_optimizer_holding_frozen_parameters_is_a_config_error():
     assert "requires_grad" in one_line(info)
 
 
+class KeepGrads(Tiny):
+    """Zeroes gradients instead of dropping them: a frozen parameter left in the optimizer
+    then gets a zero gradient, which Adam's momentum or weight decay turn into a move."""
+
+    def optimizer_zero_grad(self, epoch, batch_idx, optimizer):
+        optimizer.zero_grad(set_to_none=False)
+
+
+@pytest.mark.parametrize("module_cls", [Tiny, KeepGrads])
+@pytest.mark.parametrize(
+    "optimizer",
+    [
+        functools.partial(torch.optim.Adam, weight_decay=0.1),
+        functools.partial(torch.optim.AdamW, weight_decay=0.1),
+        functools.partial(torch.optim.SGD, momentum=0.9, weight_decay=0.1),
+    ],
+    ids=["adam", "adamw", "sgd"],
+)
+def test_pretraining_trains_everything_then_frozen_parts_stay_exactly_still(module_cls, optimizer):
+    """Stage 0 trains the parts stage 1 freezes; once frozen, neither momentum nor weight
+    decay moves them (they leave the optimizer with their state); the head comes back at
+    ``lr_factor`` in stage 2."""
+    curriculum = FreezeCurriculum(["item_tower", "graph"], ["item_tower.head"], after_epoch=2, pretrain_epochs=1)
+    spy, rec = ParamSpy(), Recorder()
+    trainer = fit(module_cls(optimizer=optimizer), [curriculum, spy, rec], epochs=4)
+
+    def changed(epoch: int) -> set[str]:
+        before, after = spy.snapshots[epoch], spy.snapshots[epoch + 1]
+        return {n.rsplit(".", 1)[0] for n in before if not torch.equal(before[n], after[n])}
+
+    assert changed(0) == {"user_tower", "item_tower.body", "item_tower.head", "graph"}  # pretraining
+    assert changed(1) == changed(2) == {"user_tower"}
+    assert changed(3) == {"user_tower", "item_tower.head"}
+    assert rec.column("stage") == [0.0] * BATCHES + [1.0] * (2 * BATCHES) + [2.0] * BATCHES
+    model, opt = trainer.lightning_module.model, trainer.optimizers[0]
+    groups = [[id(p) for p in g["params"]] for g in opt.param_groups]
+    assert groups == [[id(p) for p in model.user_tower.parameters()], [id(p) for p in model.item_tower.head.parameters()]]
+    assert opt.param_groups[1]["lr"] == pytest.approx(0.1 * 0.01)
+    still_frozen = [*model.item_tower.body.parameters(), *model.graph.parameters()]
+    assert not any(p in opt.state or p.requires_grad or p.grad is not None for p in still_frozen)
+    assert curriculum.never_trained() == []  # everything trained in stage 0
+
+
 # ---- resume ---------------------------------------------------------------------------------
-def all_callbacks():
+def all_callbacks(pretrain_epochs: int = 0):
     return [
         TemperatureAnnealing(start=0.5, end=0.1, schedule="cosine"),
         LogQWarmup(target=1.0, warmup_epochs=1, ramp_epochs=2),
         FreezeCurriculum(["item_tower", "graph"], ["item_tower.head"], max_train_loss=6.0, lr_factor=0.1,
-                         later_unfreeze=["graph"], later_epochs=1),
+                         later_unfreeze=["graph"], later_epochs=1, pretrain_epochs=pretrain_epochs),
         Recorder(),
     ]
 
@@ -398,22 +441,30 @@ def all_callbacks():
         (dict(every_n_train_steps=14), "{step}", "step=14"),  # mid-epoch in stage 2
     ],
 )
-def test_resumed_run_continues_the_same_schedules_and_stages(tmp_path, checkpoint, name, resume_from):
+@pytest.mark.parametrize("pretrain_epochs", [0, 1], ids=["no_pretraining", "pretraining"])
+def test_resumed_run_continues_the_same_schedules_and_stages(tmp_path, checkpoint, name, resume_from, pretrain_epochs):
+    """With ``pretrain_epochs=1`` the checkpoints cover the end of stage 0 (``epoch=0``:
+    the freeze happens after the resume), stage 1 mid-epoch (``step=6``) and after
+    validation (``epoch=1``), and stage 2."""
     losses = {0: 9.0, 1: 5.0, 2: 4.0, 3: 3.0, 4: 2.0}  # the switch condition holds at the end of epoch 1
-    full = all_callbacks()
+    full = all_callbacks(pretrain_epochs)
     ckpt = pl.callbacks.ModelCheckpoint(dirpath=tmp_path, filename=name, save_top_k=-1, **checkpoint)
     first = fit(Tiny(train_loss=losses), full + [ckpt], epochs=5, val=True)
-    resumed = all_callbacks()
+    resumed = all_callbacks(pretrain_epochs)
     second = fit(Tiny(train_loss=losses), resumed, epochs=5, val=True, ckpt_path=tmp_path / f"{resume_from}.ckpt")
 
     done, rest = full[-1].rows, resumed[-1].rows
     assert rest and set(rest) < set(done)
     for key in ("step", "temperature", "logq_lambda", "sched/temperature", "stage", "lrs"):
         assert [rest[k][key] for k in sorted(rest)] == [done[k][key] for k in sorted(rest)], key
-    assert [r["stage"] for _, r in sorted(done.items())] == [1.0] * 2 * BATCHES + [2.0] * 3 * BATCHES
+    first_stages = [0.0] * BATCHES + [1.0] * BATCHES if pretrain_epochs else [1.0] * 2 * BATCHES
+    assert [r["stage"] for _, r in sorted(done.items())] == first_stages + [2.0] * 3 * BATCHES
     assert len(done[(4, 0)]["lrs"]) == 3
     for (n, p), q in zip(first.lightning_module.named_parameters(), second.lightning_module.parameters()):
         assert torch.allclose(p, q, atol=1e-6), n
+    groups = [[[id(p) for p in g["params"]] for g in t.optimizers[0].param_groups] for t in (first, second)]
+    names = [{id(p): n for n, p in t.lightning_module.named_parameters()} for t in (first, second)]
+    assert [[names[0][i] for i in g] for g in groups[0]] == [[names[1][i] for i in g] for g in groups[1]]
 
 
 def test_never_trained_lists_frozen_parts_neither_unfrozen_nor_loaded():

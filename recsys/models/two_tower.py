@@ -31,6 +31,9 @@ class TwoTower(RecModel):
         max_len: history positions of the sequence view.
         seq_layers, seq_heads: transformer encoder size.
         pooling: ``attention`` (over all positions) or ``last``.
+        seq_buckets: the sequence view encodes a batch in this many groups of similar
+            history length, each cut to its longest history (same result, less padding
+            to encode; 1 = the whole ``[B, max_len]`` batch at once).
         graph_layers: LightGCN propagation layers.
         fusion: ``gated`` or ``concat``.
         score: ``dot`` or ``cosine``.
@@ -50,6 +53,7 @@ class TwoTower(RecModel):
         seq_layers: int = 1,
         seq_heads: int = 1,
         pooling: str = "attention",
+        seq_buckets: int = 4,
         graph_layers: int = 2,
         fusion: str = "gated",
         score: str = "dot",
@@ -60,6 +64,8 @@ class TwoTower(RecModel):
         for name, value, allowed in (("pooling", pooling, ("attention", "last")), ("fusion", fusion, ("gated", "concat"))):
             if value not in allowed:
                 raise ConfigError(f"model.{name} must be one of {', '.join(allowed)}, got {value!r}")
+        if isinstance(seq_buckets, bool) or not isinstance(seq_buckets, int) or seq_buckets < 1:
+            raise ConfigError(f"model.seq_buckets must be an integer >= 1, got {seq_buckets!r}")
         if embedding_dim % seq_heads:
             raise ConfigError(f"model.embedding_dim ({embedding_dim}) must be divisible by model.seq_heads ({seq_heads})")
         self.set_scoring(score, score_temperature)
@@ -67,7 +73,7 @@ class TwoTower(RecModel):
         self.n_items, self.max_len = n_items, max_len
         self.item_tower = ItemTower(n_items, item_features, feature_cardinality, d, dropout)
         self.graph = LightGCN(n_users, n_items, d, graph_layers)
-        self.sequence = SequenceEncoder(n_items, d, max_len, seq_layers, seq_heads, dropout, pooling)
+        self.sequence = SequenceEncoder(n_items, d, max_len, seq_layers, seq_heads, dropout, pooling, seq_buckets)
         self.meta = CategoricalFeatures(user_features, feature_cardinality, d // 2)
         fusion_cls = GatedFusion if fusion == "gated" else ConcatFusion
         self.fusion = fusion_cls(d, self.meta.out_dim, dropout)

@@ -114,3 +114,34 @@ def test_sampled_scores_encode_only_the_scored_items_and_equal_full_catalogue_sc
     expected_neg = enc.query @ items[negatives.items].T if negatives.items.dim() == 1 else \
         torch.bmm(items[negatives.items], enc.query.unsqueeze(2)).squeeze(2)
     torch.testing.assert_close(s.neg, expected_neg)
+
+
+@pytest.mark.parametrize("pooling", ["attention", "last"])
+def test_bucketed_sequence_encoding_equals_the_whole_batch_and_encodes_less_padding(pooling):
+    """Encoding rows in groups of similar history length, each cut to its longest history,
+    gives the same vectors (and gradients) as encoding the whole ``[B, L]`` batch."""
+    from recsys.models.towers import SequenceEncoder
+
+    torch.manual_seed(0)
+    n_items, max_len = 30, 8
+    encoder = SequenceEncoder(n_items, 16, max_len, layers=1, heads=2, dropout=0.1, pooling=pooling).eval()
+    lengths = torch.tensor([0, 1, 8, 3, 2, 5, 1, 8, 0, 4, 2, 7])  # [B], empty histories included
+    seq = torch.full((lengths.numel(), max_len), n_items)  # [B, L] left-padded
+    for row, n in enumerate(lengths.tolist()):
+        seq[row, max_len - n:] = torch.randint(n_items, (n,))
+    whole = encoder(seq)  # [B, D]
+    (whole_grad,) = torch.autograd.grad(whole.pow(2).sum(), encoder.item_emb.weight)
+    positions = []
+    encoder.encoder.register_forward_pre_hook(lambda module, args: positions.append(args[0].shape[0] * args[0].shape[1]))
+    encoder.buckets = 3
+    bucketed = encoder(seq)
+    torch.testing.assert_close(bucketed, whole)
+    torch.testing.assert_close(torch.autograd.grad(bucketed.pow(2).sum(), encoder.item_emb.weight)[0], whole_grad)
+    assert len(positions) == 3 and sum(positions) < seq.numel()
+
+
+def test_seq_buckets_must_be_a_positive_integer(split):
+    inter = split.train
+    with pytest.raises(ConfigError, match="model.seq_buckets"):
+        TwoTower(split.n_users, split.n_items, inter.user_features, inter.item_features, inter.feature_cardinality,
+                 seq_buckets=0)

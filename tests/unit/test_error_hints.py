@@ -113,6 +113,8 @@ def find_hints(text: str) -> list[str]:
         first, *rest = m["key"].split(".")
         if first == HOLE or first not in config_names():
             continue  # not a config reference (a Python name, a hole we cannot check)
+        if first == "hydra":
+            continue  # Hydra's own settings (hydra.run.dir=... in experiments/bench.py), not the run's config
         if not rest and not m["eq"]:
             continue  # a lone word: "loss", "model"
         if rest and rest[-1] in FILE_SUFFIXES:

@@ -142,15 +142,16 @@ def bench_default_runs(data_dir: str) -> dict[str, float]:
     results: dict[str, float] = {}
     with tempfile.TemporaryDirectory(prefix="recsys_bench_") as tmp:
         for name, overrides in DEFAULT_RUNS.items():
-            run_dir = Path(tmp) / name
+            log_dir = Path(tmp) / name
             command = [sys.executable, "-m", "recsys.run", *overrides, "logger=none", f"paths.data_dir={data_dir}",
-                       f"paths.log_dir={tmp}", f"hydra.run.dir={run_dir}"]
+                       f"paths.log_dir={log_dir}"]
             start = time.perf_counter()
             done = subprocess.run(command, capture_output=True, text=True)
             seconds = time.perf_counter() - start
             if done.returncode != 0:
                 raise RuntimeError(f"{' '.join(command)} failed ({done.returncode}): {done.stderr.strip()[-2000:]}")
-            metrics = json.loads((run_dir / "metrics.json").read_text())
+            (metrics_file,) = log_dir.glob("**/metrics.json")
+            metrics = json.loads(metrics_file.read_text())
             results[f"default_{name}_s"] = seconds
             results[f"default_{name}_test_ndcg@10"] = metrics["test/ndcg@10"]
             results[f"default_{name}_test_hr@10"] = metrics["test/hr@10"]

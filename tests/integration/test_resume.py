@@ -52,10 +52,11 @@ CASES = {  # callbacks=default (the conftest's callbacks=none keeps no last.ckpt
     # the best checkpoint is from before the resume (mode=min on a rising metric) and must stay the best
     "mf+bpr best before resume": ["callbacks=default", "model=mf", "loss=bpr", "data.batch_size=512",
                                   "callbacks.model_checkpoint.mode=min"],
-    # the switch (decided at the end of epoch 1, applied at the start of epoch 2) falls on the resume
+    # pretraining in epoch 0, the freeze at the start of epoch 1; the switch to stage 2 (decided at
+    # the end of epoch 1, applied at the start of epoch 2) falls on the resume
     "two_tower_curriculum": [
         "experiment=two_tower_curriculum", experiment_callbacks("two_tower_curriculum"),
-        "model.max_len=10", "data.batch_size=512",
+        "model.max_len=10", "data.batch_size=512", "callbacks.freeze_curriculum.pretrain_epochs=1",
         "callbacks.freeze_curriculum.after_epoch=1", "callbacks.freeze_curriculum.max_train_loss=null",
         "callbacks.freeze_curriculum.min_val_metric=null",
     ],

@@ -486,5 +486,10 @@ def test_curriculum_warns_once_about_frozen_parts_that_never_train(capsys):
     cb.warn_if_never_trained([])
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "item_tower, graph" in err[0] and "init_from" in err[0]
+    assert "callbacks.freeze_curriculum.pretrain_epochs=" in err[0]
     cb.warn_if_never_trained(["item_tower", "graph"])
+    assert capsys.readouterr().err == ""
+    pretrained = FreezeCurriculum(freeze=["item_tower", "graph"], unfreeze=["item_tower.head"], after_epoch=0,
+                                  pretrain_epochs=1)
+    pretrained.warn_if_never_trained([])  # pretraining trains everything first: nothing to warn about
     assert capsys.readouterr().err == ""

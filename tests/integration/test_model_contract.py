@@ -136,7 +136,7 @@ def test_two_tower_with_nss_runs_end_to_end(cfg_factory):
 def test_two_tower_curriculum_experiment_runs_end_to_end(cfg_factory):
     """The recipe as one command gives it: its own callbacks (the freeze curriculum,
     annealing, logQ warm-up), on the small data and a tiny budget."""
-    # one pretraining epoch (the recipe has 2) so that 3 epochs see all three stages
+    # one pretraining epoch (the recipe has 3) so that 3 epochs see all three stages
     overrides = [*TINY, "trainer.max_epochs=3", "callbacks.freeze_curriculum.pretrain_epochs=1"]
     cfg = cfg_factory(["experiment=two_tower_curriculum", *small("two_tower"), *overrides], keep_callbacks=True)
     with open_dict(cfg):

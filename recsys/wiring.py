@@ -8,7 +8,6 @@ sampler and loss -> :class:`~recsys.module.RecModule`, plus callbacks and logger
 from __future__ import annotations
 
 import inspect
-import sys
 from pathlib import Path
 
 import hydra
@@ -118,7 +117,3 @@ def choice(group: str) -> str | None:
         return HydraConfig.get().runtime.choices.get(group)
     except ValueError:  # no Hydra context (plain API use)
         return None
-
-
-def warn(message: str) -> None:
-    print(f"warning: {message}", file=sys.stderr)

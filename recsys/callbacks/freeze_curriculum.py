@@ -189,7 +189,7 @@ class FreezeCurriculum(BaseFinetuning):
         a run lost 3-4x in NDCG@10: README, two-tower table)."""
         if stuck := self.never_trained(loaded):
             print(f"warning: {NAME} keeps {', '.join(stuck)} frozen at their initial (random) values for the "
-                  f"whole run; train them first with callbacks.{NAME}.pretrain_epochs=2, start them from a checkpoint "
+                  f"whole run; train them first with callbacks.{NAME}.pretrain_epochs=3, start them from a checkpoint "
                   f"with init_from=[{{ckpt: ..., source: ..., target: {stuck[0]}}}] "
                   f"or add them to callbacks.{NAME}.later_unfreeze", file=sys.stderr)
 

@@ -8,6 +8,7 @@ import torch
 
 from recsys.config import available, validate
 from recsys.wiring import build
+from test_model_contract import train_steps
 
 STEPS = 30
 
@@ -40,18 +41,7 @@ def test_loss_trains_every_model(cfg_factory, loss, model):
     validate(cfg)
     torch.manual_seed(0)
     datamodule, module = build(cfg)
-    optimizer = module.configure_optimizers()
-    losses = []
-    module.train()
-    while len(losses) < STEPS:
-        for batch in datamodule.train_dataloader():
-            value = module.objective(batch).total  # the training step itself (aux terms, NaN guard)
-            optimizer.zero_grad()
-            value.backward()
-            optimizer.step()
-            losses.append(float(value.detach()))
-            if len(losses) == STEPS:
-                break
+    losses = train_steps(module, datamodule, STEPS)  # the training step itself (aux terms, NaN guard)
     assert all(torch.isfinite(torch.tensor(losses)))
     first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
     assert last < first, f"{loss} with {model}: loss went from {first:.4f} to {last:.4f}"

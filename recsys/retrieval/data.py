@@ -1,5 +1,6 @@
 """Recommendation rows for text-generating recommenders, cut from the project's own splits.
 
+* :func:`load_texts` - the item texts of such a dataset (only its reader is built);
 * :func:`load_split` - compose ``conf/data/<name>.yaml`` through the train config, load and
   split the dataset exactly as a training run does; returns the split and the reader.
 * :class:`RecommendationDataset` - one row per (user, target): the history before the
@@ -30,6 +31,7 @@ from torch.utils.data import Dataset as TorchDataset
 from recsys.config import CONF_DIR, _composition_message, available, check_choices, validate
 from recsys.data.datasets.base import Dataset
 from recsys.data.interactions import SplitData, UserItems
+from recsys.data.texts import ItemTexts
 from recsys.data.sampling import sample_excluding
 from recsys.errors import ConfigError
 
@@ -58,8 +60,21 @@ def load_split(
     return datamodule.split, datamodule.dataset
 
 
-def _datamodule(data: str, data_dir: str | Path | None, overrides: Sequence[str]) -> Any:
-    """The configured ``RecDataModule``, prepared (``.split``, ``.dataset``, ``.data_dir``)."""
+def load_texts(data: str, data_dir: str | Path | None = None, overrides: Sequence[str] = ()) -> ItemTexts:
+    """The item texts of ``conf/data/<data>.yaml``'s dataset (ids as in :func:`load_split`).
+
+    Only the dataset reader is built (no split, no Lightning). A dataset without item
+    texts raises the reader's one-line :class:`~recsys.errors.DataError`.
+    """
+    cfg = _data_config(data, data_dir, overrides)
+    from hydra.utils import instantiate
+
+    reader = instantiate(cfg.data.dataset)
+    return reader.item_texts(cfg.paths.data_dir)
+
+
+def _data_config(data: str, data_dir: str | Path | None, overrides: Sequence[str]) -> DictConfig:
+    """The train config composed with ``data=<data>``, checked (names, types, no k-core)."""
     names = available("data")
     if data not in names:
         raise ConfigError(f"unknown data '{data}': available datasets are {', '.join(names)} (conf/data/)")
@@ -74,6 +89,12 @@ def _datamodule(data: str, data_dir: str | Path | None, overrides: Sequence[str]
     except OmegaConfBaseException as exc:
         raise ConfigError(f"config error in conf/data/{data}.yaml: {' '.join(str(exc).split())}") from None
     validate(OmegaConf.create({"data": node}))  # unknown keys and wrong types, one line each
+    return cfg
+
+
+def _datamodule(data: str, data_dir: str | Path | None, overrides: Sequence[str]) -> Any:
+    """The configured ``RecDataModule``, prepared (``.split``, ``.dataset``, ``.data_dir``)."""
+    cfg = _data_config(data, data_dir, overrides)
     from hydra.utils import instantiate  # the RecDataModule, built as a training run builds it
 
     datamodule = instantiate(cfg.data)

@@ -83,7 +83,9 @@ class Synthetic(Dataset):
         cum = torch.cumsum(weight, 0)  # [I]
         cluster_lo = torch.cat([torch.zeros(1, dtype=torch.double), cum[per_cluster - 1 :: per_cluster][:-1]])  # [C]
         cluster_hi = cum[per_cluster - 1 :: per_cluster]  # [C]
-        series_end = (torch.arange(n_items) % per_cluster) % self.series_len == self.series_len - 1  # [I]
+        in_cluster = torch.arange(n_items) % per_cluster  # [I] position in the cluster
+        # a series ends every series_len items and at the end of its cluster (a shorter last series)
+        series_end = (in_cluster % self.series_len == self.series_len - 1) | (in_cluster == per_cluster - 1)  # [I]
 
         user_cluster = torch.randint(n_clusters, (n_users,), generator=gen)  # [U]
         extra = _geometric(1.0 / (1.0 + self.mean_extra_len), n_users, gen)  # [U]

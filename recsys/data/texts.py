@@ -4,7 +4,9 @@ A dataset that has metadata returns an :class:`ItemTexts` from ``Dataset.item_te
 named fields (``title``, ``genres``, ``brand``, ``categories``, ...), one string per item
 id (the same 0-based ids as the dataset's interactions, ``""`` where a field is unknown).
 The text of an item is its non-empty fields joined with `` | `` in ``order``
-(ml1m: ``Toy Story (1995) | Animation, Children's, Comedy``).
+(ml1m: ``Toy Story (1995) | Animation, Children's, Comedy``). An item with no known field
+has the empty text ``""``: :meth:`ItemTexts.n_empty` counts those, and a reward service
+should report them rather than score them.
 """
 
 from __future__ import annotations
@@ -52,6 +54,21 @@ class ItemTexts:
         """``[n_items]`` texts, one per item id."""
         return [self.text(i, fields) for i in range(self.n_items)]
 
+    def n_empty(self) -> int:
+        """Number of items whose text is ``""`` (no field known)."""
+        return sum(1 for i in range(self.n_items) if not self.text(i))
+
+    def n_distinct(self) -> int:
+        """Number of distinct texts (``""`` included when some item has it)."""
+        return len(set(self.texts()))
+
+    def summary(self) -> str:
+        """One line for logs: items, empty texts, shared texts, distinct texts."""
+        return (
+            f"{self.dataset}: {self.n_items:,} item texts ({', '.join(self.order)}) from {self.source or '?'}; "
+            f"{self.n_empty():,} empty, {self.n_shared():,} shared with another item, {self.n_distinct():,} distinct"
+        )
+
     def n_shared(self) -> int:
         """Number of items whose text is identical to another item's text.
 
@@ -60,3 +77,8 @@ class ItemTexts:
         """
         counts = Counter(self.texts())
         return sum(c for c in counts.values() if c > 1)
+
+
+def join_names(names: list[str] | tuple[str, ...]) -> str:
+    """``"a, b"``: the non-empty names, each kept once in first-seen order."""
+    return ", ".join(dict.fromkeys(n for n in names if n))

@@ -8,7 +8,10 @@ from typing import ClassVar
 
 from recsys.data.files import RemoteFile, resolve
 from recsys.data.interactions import RawData
+from recsys.data.texts import ItemTexts
 from recsys.errors import DataError
+
+TEXT_DATASETS = "data=ml1m, data=ml100k, data=beauty, data=sports, data=yelp, data=lastfm, data=synthetic"
 
 
 @dataclass(frozen=True)
@@ -48,6 +51,17 @@ class Dataset:
         raw = self.parse(self.paths(data_dir))
         self.check_stats(raw)
         return raw
+
+    def item_texts(self, data_dir: Path | str) -> ItemTexts:
+        """Text fields of every item, indexed by the 0-based item ids of :meth:`load`.
+
+        Raises:
+            DataError: the dataset has no item metadata (this default).
+        """
+        raise DataError(
+            f"dataset {self.name} has no item texts (titles, genres, brands...); the datasets with item texts are "
+            f"{TEXT_DATASETS}, and data=custom with data.dataset.item_text_path or data.dataset.item_text_cols set"
+        )
 
     def check_stats(self, raw: RawData) -> None:
         if self.stats is None:

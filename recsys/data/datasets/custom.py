@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import numpy as np
@@ -10,6 +11,7 @@ import pandas as pd
 from recsys.data.datasets.base import Dataset
 from recsys.data.datasets.parsing import make_interactions, no_interactions, positions, remap
 from recsys.data.interactions import RawData
+from recsys.data.texts import ItemTexts
 from recsys.errors import DataError
 
 _SEPARATORS = {".csv": ",", ".tsv": "\t", ".txt": "\t"}
@@ -34,6 +36,12 @@ class CustomDataset(Dataset):
             ``.tsv``/``.txt`` -> tab, ``.parquet``/``.pq`` -> Parquet).
         header: whether a text file has a header row. Without one, the first columns are
             taken to be user, item and (if ``time_col`` is set) time, in that order.
+        item_text_path: a table of item texts (CSV, TSV or Parquet with a header, format
+            from the extension): the item column ``item_col`` and text columns, one row per
+            item (the first row of an item wins). Absolute, or relative to the data directory.
+        item_text_cols: the text columns, in the order the item text joins them; None takes
+            every column but ``item_col`` of ``item_text_path``. Set without
+            ``item_text_path``, the columns are read from the events file (an item's first row).
         download: unused (there is nothing to download); kept for a uniform signature.
     """
 
@@ -48,34 +56,24 @@ class CustomDataset(Dataset):
         time_col: str | None = "timestamp",
         sep: str | None = None,
         header: bool = True,
+        item_text_path: str | None = None,
+        item_text_cols: list[str] | None = None,
         download: bool = False,
     ) -> None:
         super().__init__(download=download)
         self.path, self.user_col, self.item_col, self.time_col = path, user_col, item_col, time_col
         self.sep, self.header = sep, header
+        self.item_text_path = item_text_path
+        if isinstance(item_text_cols, str):  # one column given as a bare name
+            item_text_cols = [item_text_cols]
+        self.item_text_cols = None if item_text_cols is None else [str(c) for c in item_text_cols]
 
     @property
     def columns(self) -> list[str]:
         return [self.user_col, self.item_col] + ([self.time_col] if self.time_col else [])
 
     def load(self, data_dir: Path | str) -> RawData:
-        path = Path(self.path).expanduser()
-        path = path if path.is_absolute() else Path(data_dir).expanduser() / path
-        if not path.is_file():
-            raise DataError(
-                f"missing file {path} for the custom dataset: expected a table with columns "
-                f"{', '.join(self.columns)}; check data.dataset.path (relative paths start at paths.data_dir)"
-            )
-        frame, first_line = self._read(path)
-        if frame.empty:
-            raise no_interactions(path)
-        for col in (self.user_col, self.item_col):
-            null = np.flatnonzero(frame[col].isna().to_numpy())
-            if null.size:
-                raise DataError(
-                    f"{_where(int(null[0]), first_line)} of {path} has no {col}; "
-                    f"fill or drop the rows with an empty {col}"
-                )
+        frame, path, first_line = self._events(data_dir)
         user, user_tokens = remap(frame[self.user_col])
         item, item_tokens = remap(frame[self.item_col])
         if self.time_col is None:
@@ -90,39 +88,77 @@ class CustomDataset(Dataset):
         )
         return RawData(interactions=inter)
 
-    def _read(self, path: Path) -> tuple[pd.DataFrame, int | None]:
-        """The needed columns, and the file line of the first row (None for Parquet)."""
-        suffix = path.suffix.lower()
-        first_line: int | None = None
-        if self.sep is None and suffix in (".parquet", ".pq"):
-            try:
-                frame = pd.read_parquet(path)
-            except ImportError:
-                raise DataError("reading Parquet needs pyarrow: pip install pyarrow") from None
-            except Exception as exc:
-                raise DataError(_one_line(f"cannot read {path} as Parquet ({type(exc).__name__}: {exc})")) from None
+    def item_texts(self, data_dir: Path | str) -> ItemTexts:
+        """Texts from the columns ``item_text_cols`` of ``item_text_path`` or of the events file.
+
+        Items are the ids of :meth:`load`; an item without a text row gets ``""``. Raises a
+        :class:`DataError` when neither option is set (the dataset has no texts), or the
+        text file or a column is missing.
+        """
+        if self.item_text_path is None and not self.item_text_cols:
+            return super().item_texts(data_dir)
+        events, events_path, _ = self._events(data_dir, extra=() if self.item_text_path else self.item_text_cols)
+        _, tokens = remap(events[self.item_col])  # the item ids of load()
+        if self.item_text_path is None:
+            table, source, cols = events, events_path, list(self.item_text_cols or ())
         else:
-            sep = self.sep if self.sep is not None else _SEPARATORS.get(suffix)
-            if sep is None:
+            table, source, cols = self._text_table(data_dir)
+        table = table[table[self.item_col].notna()]
+        keys = _keys(table[self.item_col], tokens)
+        first = ~keys.duplicated()  # the first row of an item wins
+        rows = pd.Series(np.flatnonzero(first), index=keys[first])
+        at = rows.reindex(_keys(pd.Series(tokens), tokens)).to_numpy()  # [I] row of each item, NaN if none
+        fields = {col: _texts(table[col], at) for col in cols}
+        return ItemTexts(self.name, fields, tuple(cols), source=source.name)
+
+    def _text_table(self, data_dir: Path | str) -> tuple[pd.DataFrame, Path, list[str]]:
+        """The table of ``item_text_path`` (all strings), its path and its text columns."""
+        source = _resolve(self.item_text_path, data_dir)
+        if not source.is_file():
+            raise DataError(
+                f"missing item text file {source} for the custom dataset: expected a table with the item column "
+                f"{self.item_col!r} and text columns; check data.dataset.item_text_path (relative paths start at "
+                f"paths.data_dir)"
+            )
+        table, _ = _read_table(source, None, True, None, no_rows=lambda: _no_texts(source))
+        cols = self.item_text_cols or [c for c in table.columns if c != self.item_col]
+        missing = [c for c in [self.item_col, *cols] if c not in table.columns]
+        if missing or not cols:
+            raise DataError(
+                f"{source} has no column {', '.join(repr(c) for c in missing) or 'of text'}: found "
+                f"{', '.join(repr(c) for c in table.columns)}; set data.dataset.item_col or "
+                f"data.dataset.item_text_cols (null: every column but the item column)"
+            )
+        return table, source, cols
+
+    def _events(self, data_dir: Path | str, extra: Iterable[str] = ()) -> tuple[pd.DataFrame, Path, int | None]:
+        """The events table (needed columns and ``extra``) with no empty user or item, its
+        path, and the file line of its first row (None for Parquet)."""
+        path = _resolve(self.path, data_dir)
+        if not path.is_file():
+            raise DataError(
+                f"missing file {path} for the custom dataset: expected a table with columns "
+                f"{', '.join(self.columns)}; check data.dataset.path (relative paths start at paths.data_dir)"
+            )
+        frame, first_line = self._read(path, [c for c in extra if c not in self.columns])
+        if frame.empty:
+            raise no_interactions(path)
+        for col in (self.user_col, self.item_col):
+            null = np.flatnonzero(frame[col].isna().to_numpy())
+            if null.size:
                 raise DataError(
-                    f"cannot tell the format of {path} from its extension: use .csv, .tsv, .txt "
-                    f"or .parquet, or set data.dataset.sep"
+                    f"{_where(int(null[0]), first_line)} of {path} has no {col}; "
+                    f"fill or drop the rows with an empty {col}"
                 )
-            ids = (self.user_col, self.item_col) if self.header else (0, 1)  # read ids as text
-            try:
-                frame = pd.read_csv(
-                    path, sep=sep, header=0 if self.header else None, dtype={c: object for c in ids},
-                    engine="c",
-                )
-            except pd.errors.EmptyDataError:
-                raise no_interactions(path) from None
-            except (ValueError, pd.errors.ParserError) as exc:
-                raise DataError(_one_line(f"cannot parse {path}: {exc}")) from None
-            if not self.header:
-                names = self.columns[: frame.shape[1]]
-                frame.columns = names + [str(c) for c in frame.columns[len(names):]]
-            first_line = 2 if self.header else 1
-        frame.columns = [str(c) for c in frame.columns]
+        return frame, path, first_line
+
+    def _read(self, path: Path, extra: list[str] | None = None) -> tuple[pd.DataFrame, int | None]:
+        """The needed columns (and ``extra``), and the file line of the first row (None for Parquet)."""
+        ids = (self.user_col, self.item_col) if self.header else (0, 1)  # read ids as text
+        frame, first_line = _read_table(path, self.sep, self.header, ids, no_rows=lambda: no_interactions(path))
+        if not self.header and first_line is not None:  # a text file without header
+            names = self.columns[: frame.shape[1]]
+            frame.columns = names + [str(c) for c in frame.columns[len(names):]]
         missing = [c for c in self.columns if c not in frame.columns]
         if missing:
             raise DataError(
@@ -130,7 +166,14 @@ class CustomDataset(Dataset):
                 f"{', '.join(repr(c) for c in frame.columns)}; set data.dataset.user_col, data.dataset.item_col or "
                 f"data.dataset.time_col (data.dataset.time_col=null uses the row order)"
             )
-        return frame[self.columns], first_line
+        missing = [c for c in extra or () if c not in frame.columns]
+        if missing:
+            raise DataError(
+                f"{path} has no column {', '.join(repr(c) for c in missing)} for item texts: found "
+                f"{', '.join(repr(c) for c in frame.columns)}; set data.dataset.item_text_cols or "
+                f"data.dataset.item_text_path"
+            )
+        return frame[self.columns + list(extra or ())], first_line
 
     def _times(self, column: pd.Series, path: Path, first_line: int | None) -> np.ndarray:
         """Times as int64 (integer column) or float64: numbers as they are, dates as Unix seconds."""
@@ -153,6 +196,79 @@ class CustomDataset(Dataset):
                 f"a number or a date; fix it or set data.dataset.time_col=null to use the row order"
             )
         return time
+
+
+def _resolve(path: str, data_dir: Path | str) -> Path:
+    """``path`` as given if absolute, else under the data directory."""
+    path_ = Path(path).expanduser()
+    return path_ if path_.is_absolute() else Path(data_dir).expanduser() / path_
+
+
+def _read_table(
+    path: Path, sep: str | None, header: bool, as_text: tuple | None, no_rows: Callable[[], DataError]
+) -> tuple[pd.DataFrame, int | None]:
+    """A whole CSV/TSV/Parquet table (format from ``sep`` or the extension) with string
+    column names, and the file line of its first row (None for Parquet); the columns
+    ``as_text`` (None: all) of a text file are read as strings."""
+    suffix = path.suffix.lower()
+    if sep is None and suffix in (".parquet", ".pq"):
+        try:
+            frame = pd.read_parquet(path)
+        except ImportError:
+            raise DataError("reading Parquet needs pyarrow: pip install pyarrow") from None
+        except Exception as exc:
+            raise DataError(_one_line(f"cannot read {path} as Parquet ({type(exc).__name__}: {exc})")) from None
+        frame.columns = [str(c) for c in frame.columns]
+        return frame, None
+    sep = sep if sep is not None else _SEPARATORS.get(suffix)
+    if sep is None:
+        raise DataError(
+            f"cannot tell the format of {path} from its extension: use .csv, .tsv, .txt "
+            f"or .parquet, or set data.dataset.sep"
+        )
+    try:
+        frame = pd.read_csv(
+            path, sep=sep, header=0 if header else None,
+            dtype=object if as_text is None else {c: object for c in as_text},
+            engine="c",
+        )
+    except pd.errors.EmptyDataError:
+        raise no_rows() from None
+    except (ValueError, pd.errors.ParserError) as exc:
+        raise DataError(_one_line(f"cannot parse {path}: {exc}")) from None
+    frame.columns = [str(c) for c in frame.columns]
+    return frame, 2 if header else 1
+
+
+def _no_texts(path: Path) -> DataError:
+    return DataError(
+        f"{path} is empty: expected a table with a header, the item column and text columns; fix or replace it"
+    )
+
+
+def _keys(values: pd.Series, tokens: np.ndarray) -> pd.Index:
+    """Item tokens as :func:`remap` returns them (integer-looking text as numbers), for joins."""
+    if tokens.dtype.kind in "iu":
+        numbers = pd.to_numeric(values, errors="coerce")
+        whole = numbers.notna() & (numbers == np.floor(numbers))
+        return pd.Index([int(n) if w else str(v) for n, w, v in zip(numbers, whole, values)], dtype=object)
+    return pd.Index(values.astype(str), dtype=object)
+
+
+def _texts(column: pd.Series, at: np.ndarray) -> list[str]:
+    """``[I]`` texts of ``column`` at rows ``at`` (NaN: no row); missing values give ``""``."""
+    values = [_text(v) for v in column]
+    return [values[int(i)] if i == i else "" for i in at]
+
+
+def _text(value: object) -> str:
+    """One cell as text: ``""`` if missing, whole floats without ``.0`` (a column of
+    integers with gaps reads as floats), whitespace collapsed."""
+    if value is None or (isinstance(value, float) and np.isnan(value)):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return " ".join(str(value).split())
 
 
 def _where(row: int, first_line: int | None) -> str:

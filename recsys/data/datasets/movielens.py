@@ -33,6 +33,7 @@ from recsys.data.datasets.parsing import (
 )
 from recsys.data.files import RemoteFile
 from recsys.data.interactions import RawData
+from recsys.data.texts import ItemTexts, join_names
 from recsys.errors import DataError
 
 AGE_EDGES = np.array([18, 25, 35, 45, 50, 56])  # lower bounds of age groups 1..6
@@ -43,6 +44,7 @@ ML1M_GENRES = (
     "Fantasy", "Film-Noir", "Horror", "Musical", "Mystery", "Romance", "Sci-Fi", "Thriller",
     "War", "Western",
 )  # the 18 genres listed in the GroupLens README, in that order
+_PLACEHOLDERS = ("unknown", "unkonwn")  # ML-100K's missing title / year / genre (sic)
 _TITLE_YEAR = re.compile(r"\((\d{4})\)\s*$")
 _ML1M_ZIP = "https://files.grouplens.org/datasets/movielens/ml-1m.zip"
 _SAS_MAPPING = "https://raw.githubusercontent.com/asash/ml1m-sas-mapping/56013fb1def17a503613b5b914c2809ed18f607c/"
@@ -156,22 +158,44 @@ class ML1M(Dataset):
         return {"gender": table[:, 0].clone(), "age": table[:, 1].clone(), "occupation": table[:, 2].clone()}
 
     @staticmethod
-    def _item_features(paths: dict[str, Path], n_items: int) -> dict[str, torch.Tensor]:
+    def _movies(paths: dict[str, Path], n_items: int) -> list[tuple[str, list[str]] | None]:
+        """``(title, genre names)`` of every 0-based SASRec item from ``movies.dat``, ``None``
+        where the item has no movie there."""
         path = paths["movies.dat"]
         expected = "'MovieID::Title (Year)::Genre|Genre...' with the 18 GroupLens genres"
-        code = {genre: i for i, genre in enumerate(ML1M_GENRES)}
-        by_original: dict[int, tuple[list[int], float]] = {}
+        by_original: dict[int, tuple[str, list[str]]] = {}
         for number, (mid, title, genres) in _read_dat(path, 3, expected):
             names = genres.strip().split("|")
-            if not mid.isdigit() or not all(g in code for g in names):
+            if not mid.isdigit() or not all(g in ML1M_GENRES for g in names):
                 raise malformed(path, number, line_text(path, number, "latin-1"), expected)
-            match = _TITLE_YEAR.search(title)
-            by_original[int(mid)] = ([code[g] for g in names], float(match.group(1)) if match else np.nan)
+            by_original[int(mid)] = (title.strip(), names)
+        movies: list[tuple[str, list[str]] | None] = [None] * n_items
+        for sas, original in _sas_mapping(paths["sas_to_original_items.txt"], n_items).items():
+            movies[sas] = by_original.get(original)
+        return movies
+
+    @classmethod
+    def _item_features(cls, paths: dict[str, Path], n_items: int) -> dict[str, torch.Tensor]:
+        code = {genre: i for i, genre in enumerate(ML1M_GENRES)}
         genres_of: list[list[int]] = [[] for _ in range(n_items)]
         years = np.full(n_items, np.nan)
-        for sas, original in _sas_mapping(paths["sas_to_original_items.txt"], n_items).items():
-            genres_of[sas], years[sas] = by_original.get(original, ([], np.nan))
+        for sas, movie in enumerate(cls._movies(paths, n_items)):
+            if movie is not None:
+                title, names = movie
+                match = _TITLE_YEAR.search(title)
+                genres_of[sas], years[sas] = [code[g] for g in names], float(match.group(1)) if match else np.nan
         return {"genres": pad_lists(genres_of), "year": torch.from_numpy(year_bucket(years)[:, None])}
+
+    def item_texts(self, data_dir: Path | str) -> ItemTexts:
+        """``title`` (``Toy Story (1995)``, as in ``movies.dat``) and ``genres``
+        (``Animation, Children's, Comedy``) of every item."""
+        n_items = self.load(data_dir).interactions.n_items
+        movies = self._movies(self.paths(data_dir), n_items)
+        fields = {
+            "title": [m[0] if m else "" for m in movies],
+            "genres": [join_names(m[1]) if m else "" for m in movies],
+        }
+        return ItemTexts(self.name, fields, ("title", "genres"), source="movies.dat via sas_to_original_items.txt")
 
 
 def read_atomic(path: Path, columns: tuple[str, ...]) -> pd.DataFrame:
@@ -302,3 +326,24 @@ class ML100K(Dataset):
         years = pd.to_numeric(items["release_year"], errors="coerce").to_numpy(np.float64)
         features = {"genres": genres, "year": torch.from_numpy(year_bucket(years)[:, None])}
         return features, {"genres": len(vocabulary), "year": YEAR_BUCKETS}
+
+    def item_texts(self, data_dir: Path | str) -> ItemTexts:
+        """``title`` (``Toy Story (1995)``: ``movie_title`` and ``release_year``) and
+        ``genres`` (``Animation, Children's, Comedy``) of every item.
+
+        ML-100K's placeholders carry no text: the title and year ``unkonwn`` of item 267 and
+        the genre ``unknown`` (item 267 and 1373) become ``""``.
+        """
+        paths = self.paths(data_dir)
+        _, tokens = remap(read_atomic(paths["ml-100k.inter"], ("item_id",))["item_id"])  # the ids of parse
+        columns = ("item_id", "movie_title", "release_year", "class")
+        items = self._lookup(read_atomic(paths["ml-100k.item"], columns), tokens)
+        titles = []
+        for title, year in zip(items["movie_title"].fillna(""), items["release_year"].fillna("")):
+            title = "" if title.strip().lower() in _PLACEHOLDERS else title.strip()
+            year = year.strip() if year.strip().isdigit() else ""
+            titles.append(f"{title} ({year})" if title and year else title)
+        genres = [
+            join_names([g for g in names.split() if g.lower() not in _PLACEHOLDERS]) for names in items["class"].fillna("")
+        ]
+        return ItemTexts(self.name, {"title": titles, "genres": genres}, ("title", "genres"), source="ml-100k.item")

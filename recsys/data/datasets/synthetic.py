@@ -15,6 +15,10 @@ is built so that each kind of model has something real to find:
   correlated with the user's cluster; items: ``category`` (its cluster) and ``brand``
   (3 brands per cluster), so feature-based towers have signal.
 
+Item texts (:meth:`Synthetic.item_texts`) follow the planted features: ``title``
+``"<Brand> <category noun> no. <k>"`` (``k`` numbers the brand's items), ``brand``,
+``category`` (one name per cluster) and ``series`` (``"series 12, part 3 of 5"``).
+
 Sequence lengths are ``min_len`` plus a geometric draw with mean ``mean_extra_len``.
 Everything is drawn from one ``torch.Generator`` seeded with ``seed``: the same seed gives
 the same dataset on every machine.
@@ -28,7 +32,17 @@ import torch
 
 from recsys.data.datasets.base import Dataset
 from recsys.data.interactions import Interactions, RawData
+from recsys.data.texts import ItemTexts
 from recsys.errors import ConfigError
+
+# (category name, noun) of the first clusters; later clusters reuse them with a number
+CATEGORIES = (
+    ("Kitchen", "kettle"), ("Lighting", "lamp"), ("Audio", "headphones"), ("Outdoors", "tent"),
+    ("Books", "novel"), ("Toys", "puzzle"), ("Fragrance", "perfume"), ("Music", "guitar"),
+    ("Travel", "backpack"), ("Garden", "planter"), ("Photo", "camera"), ("Tea", "tea blend"),
+)
+_BRAND_HEADS = ("Ar", "Bel", "Cor", "Dun", "El", "Fen", "Gal", "Hol", "Ir", "Jun", "Kel", "Lum")
+_BRAND_TAILS = ("ex", "ora", "ix", "ani", "ton", "via", "mar", "eno", "ika", "ust", "ode", "wyn")
 
 
 class Synthetic(Dataset):
@@ -72,6 +86,28 @@ class Synthetic(Dataset):
     def load(self, data_dir: Path | str) -> RawData:  # needs no files
         return RawData(interactions=self.generate())
 
+    def item_texts(self, data_dir: Path | str) -> ItemTexts:
+        """Texts that spell out the planted item features of :meth:`generate` (module docstring)."""
+        features = self.generate().item_features
+        category = features["category"][:, 0].tolist()  # [I]
+        brand = features["brand"][:, 0].tolist()  # [I]
+        per_cluster = self.n_items // self.n_clusters
+        n_series = -(-per_cluster // self.series_len)  # series per cluster, the last may be short
+        seen: dict[int, int] = {}  # brand -> items so far
+        fields: dict[str, list[str]] = {"title": [], "brand": [], "category": [], "series": []}
+        for item, (c, b) in enumerate(zip(category, brand)):
+            name, noun = category_name(c)
+            seen[b] = seen.get(b, 0) + 1
+            j = item % per_cluster  # position in the cluster
+            start = j - j % self.series_len
+            length = min(self.series_len, per_cluster - start)
+            fields["title"].append(f"{brand_name(b)} {noun} no. {seen[b]}")
+            fields["brand"].append(brand_name(b))
+            fields["category"].append(name)
+            series = c * n_series + j // self.series_len + 1  # numbered across clusters
+            fields["series"].append(f"series {series}, part {j - start + 1} of {length}")
+        return ItemTexts(self.name, fields, ("title", "brand", "category", "series"), source="Synthetic.generate")
+
     def generate(self) -> Interactions:
         gen = torch.Generator().manual_seed(self.seed)
         n_users, n_items, n_clusters = self.n_users, self.n_items, self.n_clusters
@@ -83,7 +119,9 @@ class Synthetic(Dataset):
         cum = torch.cumsum(weight, 0)  # [I]
         cluster_lo = torch.cat([torch.zeros(1, dtype=torch.double), cum[per_cluster - 1 :: per_cluster][:-1]])  # [C]
         cluster_hi = cum[per_cluster - 1 :: per_cluster]  # [C]
-        series_end = (torch.arange(n_items) % per_cluster) % self.series_len == self.series_len - 1  # [I]
+        in_cluster = torch.arange(n_items) % per_cluster  # [I] position in the cluster
+        # a series ends every series_len items and at the end of its cluster (a shorter last series)
+        series_end = (in_cluster % self.series_len == self.series_len - 1) | (in_cluster == per_cluster - 1)  # [I]
 
         user_cluster = torch.randint(n_clusters, (n_users,), generator=gen)  # [U]
         extra = _geometric(1.0 / (1.0 + self.mean_extra_len), n_users, gen)  # [U]
@@ -121,6 +159,20 @@ class Synthetic(Dataset):
             item_features={"category": item_cluster.unsqueeze(1), "brand": brand.unsqueeze(1)},
             feature_cardinality={"age": 5, "region": 4, "category": n_clusters, "brand": 3 * n_clusters},
         )
+
+
+def category_name(cluster: int) -> tuple[str, str]:
+    """``(name, noun)`` of a taste cluster: ``("Lighting", "lamp")``, ``("Lighting 2", "lamp")``..."""
+    name, noun = CATEGORIES[cluster % len(CATEGORIES)]
+    rounds = cluster // len(CATEGORIES)
+    return (f"{name} {rounds + 1}" if rounds else name), noun
+
+
+def brand_name(brand: int) -> str:
+    """A made-up brand name, distinct for every brand id (``Arex``, ``Belex``...)."""
+    n = len(_BRAND_HEADS)
+    head, tail, rounds = _BRAND_HEADS[brand % n], _BRAND_TAILS[brand // n % n], brand // (n * n)
+    return f"{head}{tail}" + (f" {rounds + 1}" if rounds else "")
 
 
 def _geometric(p: float, n: int, gen: torch.Generator) -> torch.Tensor:

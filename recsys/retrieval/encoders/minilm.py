@@ -105,9 +105,10 @@ class MiniLMEncoder(TextEncoder):
             raise ConfigError(f"MiniLMEncoder needs the package sentence-transformers: {INSTALL}") from None
         model = SentenceTransformer(str(self.path), device=self.device, local_files_only=True)
         model.max_seq_length = self.max_seq_length
-        dim_of = getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension  # renamed in 6.x
-        if dim_of() != self.dim:
-            raise ConfigError(f"MiniLMEncoder: the model under {self.path} gives {dim_of()}-d vectors, not {self.dim}; {INSTALL}")
+        # get_sentence_embedding_dimension was renamed get_embedding_dimension in sentence-transformers 6
+        dim = (getattr(model, "get_embedding_dimension", None) or model.get_sentence_embedding_dimension)()
+        if dim != self.dim:
+            raise ConfigError(f"MiniLMEncoder: the model under {self.path} gives {dim}-d vectors, not {self.dim}; {INSTALL}")
         log.info("loaded %s from %s on %s", self.name, self.path, self.device)
         return model
 

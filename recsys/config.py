@@ -97,8 +97,9 @@ def check_choices(overrides: list[str], conf_dir: Path = CONF_DIR) -> None:
                 continue
             if choice not in options:
                 noun = _PLURAL.get(key, key + "s")
+                where = conf_dir.relative_to(CONF_DIR.parent) if conf_dir.is_relative_to(CONF_DIR.parent) else conf_dir
                 raise ConfigError(
-                    f"unknown {key} '{choice}': available {noun} are {', '.join(options)} (conf/{key}/)"
+                    f"unknown {key} '{choice}': available {noun} are {', '.join(options)} ({where}/{key}/)"
                 )
 
 

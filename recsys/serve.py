@@ -26,6 +26,7 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
+from recsys.config import CONF_DIR, check_choices
 from recsys.errors import ConfigError, RecsysError
 from recsys.outputs import one_line, unwrap
 from recsys.retrieval.data import load_texts
@@ -49,6 +50,11 @@ def start(cfg: DictConfig) -> tuple[Any, dict[str, int], str]:
         ``(actor handle, dataset name -> number of items, GCS address)``.
     """
     names = dataset_names(cfg.data)
+    if cfg.detached and cfg.address is None:
+        raise ConfigError(
+            "detached=true needs a Ray cluster that outlives this process: start one with "
+            "`ray start --head` and pass address=auto"
+        )
     texts = {name: load_texts(name, cfg.data_dir) for name in names}
     for name, item_texts in texts.items():
         shared = item_texts.n_shared()
@@ -57,11 +63,6 @@ def start(cfg: DictConfig) -> tuple[Any, dict[str, int], str]:
             f"their text with another item (ties rank pessimistically: they cap the reward)"
         )
     encoder = instantiate(cfg.encoder)
-    if cfg.detached and cfg.address is None:
-        raise ConfigError(
-            "detached=true needs a Ray cluster that outlives this process: start one with "
-            "`ray start --head` and pass address=auto"
-        )
     import ray
 
     if not ray.is_initialized():
@@ -121,5 +122,15 @@ def main(cfg: DictConfig) -> None:
     ray.shutdown()
 
 
-if __name__ == "__main__":
+def cli() -> None:
+    """Check the command line's option names (one line each), then run :func:`main`."""
+    try:
+        check_choices([a for a in sys.argv[1:] if not a.startswith("-")], CONF_DIR / "serve")
+    except RecsysError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
     main()
+
+
+if __name__ == "__main__":
+    cli()

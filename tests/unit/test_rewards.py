@@ -44,8 +44,8 @@ class ConstantEncoder(TextEncoder):
     def fingerprint(self) -> str:
         return "constant"
 
-    def encode(self, texts, progress: bool = False) -> torch.Tensor:
-        return torch.full((len(texts), 4), 0.5)
+    def _encode(self, texts, progress: bool = False) -> torch.Tensor:
+        return torch.full((len(texts), 4), 0.5)  # [N, 4] unit rows, the same for every text
 
 
 def test_rewards_equal_the_evaluators_metrics_on_the_same_ranks():

@@ -172,7 +172,7 @@ class RecRewardFunction:
             return [repr(p) for p in prompts]  # chat prompts are lists of dicts
         if self.group_size is None or b % self.group_size:
             raise ConfigError(
-                f"normalize='group' needs prompts, or group_size dividing the batch ({b} texts, group_size "
+                f"group normalization needs prompts, or a group_size that divides the batch ({b} texts, group_size "
                 f"{self.group_size})"
             )
         return [i // self.group_size for i in range(b)]

@@ -123,7 +123,7 @@ def find_hints(text: str) -> list[str]:
     return hints
 
 
-SERVE_SOURCES = ("recsys/serve.py", "recsys/retrieval/")  # their messages name `python -m recsys.serve` keys
+SERVE_SOURCES = ("recsys/serve.py", "recsys/retrieval/service.py", "recsys/retrieval/rewards.py")  # name recsys.serve keys
 
 
 def serves(where: str) -> bool:

@@ -165,7 +165,7 @@ def test_bad_settings_fail_with_one_line(kwargs, message):
 def test_group_normalization_without_prompts_needs_a_group_size():
     fn = RecRewardFunction(dataset_name="x", reward_type="hit", k=1, normalize="group",
                            service=FixedScores(torch.eye(3)))
-    with pytest.raises(ConfigError, match="group_size"):
+    with pytest.raises(ConfigError, match="group normalization needs prompts, or a group_size"):
         fn(generated_texts=["t 0", "t 1", "t 2"], targets=[0, 1, 2])
     fn.group_size = 3
     expected = group_normalize(torch.tensor([1.0, 1.0, 0.0]), [0, 0, 0]).tolist()  # hits of rows 0, 1 only

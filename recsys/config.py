@@ -20,6 +20,7 @@ import collections.abc
 import hashlib
 import inspect
 import re
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -103,7 +104,21 @@ def check_choices(overrides: list[str], conf_dir: Path = CONF_DIR) -> None:
                 )
 
 
-def check_composes(overrides: list[str], conf_dir: Path = CONF_DIR) -> None:
+def check_command_line(argv: list[str], conf_dir: Path = CONF_DIR, config_name: str = "train") -> None:
+    """The checks an entry point runs before Hydra: option names, then (for a plain run, no
+    ``-m`` or other Hydra flag) that the overrides compose. A problem is printed as one
+    ``error:`` line and the process exits with status 2."""
+    overrides = [a for a in argv if not a.startswith("-")]
+    try:
+        check_choices(overrides, conf_dir)
+        if len(overrides) == len(argv):  # Hydra's flags stay Hydra's
+            check_composes(overrides, conf_dir, config_name)
+    except ConfigError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(2)
+
+
+def check_composes(overrides: list[str], conf_dir: Path = CONF_DIR, config_name: str = "train") -> None:
     """Compose the config as a run will, so that an override Hydra cannot apply (a key the
     config lacks, ``+`` on a key it has, a syntax error) fails with one line naming the fix
     instead of Hydra's multi-line report with exit status 1. Other problems are left to
@@ -114,7 +129,7 @@ def check_composes(overrides: list[str], conf_dir: Path = CONF_DIR) -> None:
 
     try:
         with initialize_config_dir(config_dir=str(conf_dir), version_base="1.3"):
-            compose("train", overrides=overrides)
+            compose(config_name, overrides=overrides)
     except OverrideParseException as exc:
         raise ConfigError(f"cannot parse an override: {_one_line(exc).split(' See https')[0]}") from None
     except ConfigCompositionException as exc:

@@ -17,7 +17,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from recsys.config import check_choices, check_composes
+from recsys.config import check_command_line
 from recsys.errors import RecsysError
 from recsys.outputs import one_line, unwrap, write_failure
 from recsys.pipeline import train
@@ -46,14 +46,7 @@ def main(cfg: DictConfig) -> float | None:
 
 
 def cli() -> None:
-    overrides = [a for a in sys.argv[1:] if not a.startswith("-")]
-    try:
-        check_choices(overrides)
-        if len(overrides) == len(sys.argv) - 1:  # a plain run (no -m, --cfg ...): Hydra's flags stay Hydra's
-            check_composes(overrides)
-    except RecsysError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    check_command_line(sys.argv[1:])
     main()
 
 

@@ -26,7 +26,7 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from recsys.config import CONF_DIR, check_choices
+from recsys.config import CONF_DIR, check_command_line
 from recsys.errors import ConfigError, RecsysError
 from recsys.outputs import one_line, unwrap
 from recsys.retrieval.data import load_texts
@@ -123,12 +123,8 @@ def main(cfg: DictConfig) -> None:
 
 
 def cli() -> None:
-    """Check the command line's option names (one line each), then run :func:`main`."""
-    try:
-        check_choices([a for a in sys.argv[1:] if not a.startswith("-")], CONF_DIR / "serve")
-    except RecsysError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        sys.exit(2)
+    """Check the command line (one line each), then run :func:`main`."""
+    check_command_line(sys.argv[1:], CONF_DIR / "serve", "serve")
     main()
 
 

@@ -121,3 +121,22 @@ def test_serve_refuses_a_dataset_without_texts_in_one_line(tmp_path, data_dir):
     assert result.returncode == 2
     error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(error) == 1 and "gowalla" in error[0], result.stderr
+
+
+@pytest.mark.parametrize(
+    "override, message",
+    [
+        ("encoder=nope", "error: unknown encoder 'nope': available encoders are hashing, minilm (conf/serve/encoder/)"),
+        ("namespaec=x", "error: namespaec is not in the config"),
+        ("detached=true", "error: detached=true needs a Ray cluster that outlives this process"),
+        ("data=[nope]", "error: unknown data 'nope': available datasets are"),
+    ],
+)
+def test_serve_refuses_bad_settings_before_starting_ray(tmp_path, override, message):
+    result = subprocess.run(
+        [sys.executable, "-m", "recsys.serve", override, f"hydra.run.dir={tmp_path}"],
+        cwd=REPO, capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 2, result.stdout + result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
+    assert "Started a local Ray instance" not in result.stdout + result.stderr

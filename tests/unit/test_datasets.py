@@ -25,12 +25,12 @@ from recsys.errors import DataError
 
 
 
-def raises_one_line(match: str | None = None):
-    """``pytest.raises(DataError)`` whose message must also be a single line."""
+def raises_one_line(match: str | None = None, kind: type[Exception] = DataError):
+    """``pytest.raises(kind)`` whose message must also be a single line."""
 
     class _Check:
         def __enter__(self):
-            self.ctx = pytest.raises(DataError, match=match)
+            self.ctx = pytest.raises(kind, match=match)
             self.info = self.ctx.__enter__()
             return self.info
 

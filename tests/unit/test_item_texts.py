@@ -21,25 +21,9 @@ from recsys.data.datasets.synthetic import Synthetic
 from recsys.data.files import RemoteFile
 from recsys.data.texts import ItemTexts
 from recsys.errors import ConfigError, DataError
+from test_datasets import raises_one_line
 
 AMAZON_LOG = "recsys.data.datasets.amazon"
-
-
-def raises_one_line(match: str | None = None, kind: type[Exception] = DataError):
-    """``pytest.raises(kind)`` whose message must also be a single line."""
-
-    class _Check:
-        def __enter__(self):
-            self.ctx = pytest.raises(kind, match=match)
-            self.info = self.ctx.__enter__()
-            return self.info
-
-        def __exit__(self, *exc):
-            suppressed = self.ctx.__exit__(*exc)
-            assert "\n" not in str(self.info.value), str(self.info.value)
-            return suppressed
-
-    return _Check()
 
 
 def test_item_texts_counts() -> None:

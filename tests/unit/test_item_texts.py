@@ -21,7 +21,7 @@ from recsys.data.datasets.synthetic import Synthetic
 from recsys.data.files import RemoteFile
 from recsys.data.texts import ItemTexts
 from recsys.errors import ConfigError, DataError
-from test_datasets import raises_one_line
+from test_datasets import _TinyS3Rec, raises_one_line
 
 AMAZON_LOG = "recsys.data.datasets.amazon"
 
@@ -126,14 +126,7 @@ def test_beauty_without_item_meta_tsv(data_dir: Path, tmp_path: Path, caplog) ->
 # --------------------------------------------------------------------------- McAuley metadata
 
 
-class _TinyAmazon(S3RecDataset):
-    name = "tiny"
-    subdir = "tiny"
-    prefix = "Tiny"
-    files = (
-        RemoteFile("Tiny.txt", "file:///nonexistent/Tiny.txt"),
-        RemoteFile("Tiny_item2attributes.json", "file:///nonexistent/Tiny_item2attributes.json"),
-    )
+class _TinyAmazon(_TinyS3Rec):
     meta_file = RemoteFile("meta_Tiny.json.gz", "file:///nonexistent/meta_Tiny.json.gz")
 
 

@@ -17,6 +17,7 @@ from recsys.errors import DataError
 from recsys.retrieval.encoders.base import TextEncoder, check_texts
 
 log = logging.getLogger(__name__)
+LAYOUT = "u1"  # in the file name: rows of distinct texts shared (encode_unique); older files are not read
 
 
 def texts_sha256(texts: list[str]) -> str:
@@ -28,7 +29,20 @@ def texts_sha256(texts: list[str]) -> str:
 def cache_path(texts: list[str], encoder: TextEncoder, cache_dir: Path | str) -> Path:
     """``<cache_dir>/<fingerprint>-<sha256(texts)[:16]>.pt``."""
     safe = re.sub(r"[^\w.,+=-]", "_", encoder.fingerprint())
-    return Path(cache_dir) / f"{safe}-{texts_sha256(texts)[:16]}.pt"
+    return Path(cache_dir) / f"{safe}-{LAYOUT}-{texts_sha256(texts)[:16]}.pt"
+
+
+def encode_unique(texts: list[str], encoder: TextEncoder, progress: bool = True) -> Tensor:
+    """``[N, D]`` embeddings with every distinct text encoded once, so that items with the
+    same text get bit-identical rows. A batched model's output depends slightly on what
+    else is in the batch (padding length); without this, two items with the same text
+    would differ in the last bits, and ties, which the ranking breaks pessimistically,
+    would be broken at random instead (measured: MiniLM's oracle reward on beauty exceeded
+    the tie ceiling, 0.2963 > 0.2940). It also skips the repeated work (beauty: 3,087
+    distinct texts for 12,101 items)."""
+    index: dict[str, int] = {}
+    rows = torch.tensor([index.setdefault(t, len(index)) for t in texts], dtype=torch.long)  # [N]
+    return encoder.encode(list(index), progress=progress)[rows]  # [N, D]
 
 
 def item_embeddings(texts: list[str], encoder: TextEncoder, cache_dir: Path | str | None) -> Tensor:
@@ -45,7 +59,8 @@ def item_embeddings(texts: list[str], encoder: TextEncoder, cache_dir: Path | st
         cache_dir: folder of the cache files (created when missing); None encodes without caching.
 
     Returns:
-        ``[n_items, D]`` float32, the rows of ``encoder.encode(texts)``.
+        ``[n_items, D]`` float32, the rows of ``encoder.encode`` of each distinct text
+        (:func:`encode_unique`: equal texts get identical rows).
 
     Raises:
         DataError: ``texts`` is not a non-empty list of strings.
@@ -54,7 +69,7 @@ def item_embeddings(texts: list[str], encoder: TextEncoder, cache_dir: Path | st
     if not texts:
         raise DataError("item texts are empty: there are no items to embed")
     if cache_dir is None:
-        return encoder.encode(texts, progress=True)
+        return encode_unique(texts, encoder)
     path = cache_path(texts, encoder, cache_dir)
     sha = texts_sha256(texts)
     if path.exists():
@@ -63,7 +78,7 @@ def item_embeddings(texts: list[str], encoder: TextEncoder, cache_dir: Path | st
             log.info("item embeddings: cache hit %s (%d x %d)", path, *cached.shape)
             return cached
     log.info("item embeddings: cache miss, encoding %d texts with %s", len(texts), encoder.fingerprint())
-    embeddings = encoder.encode(texts, progress=True)  # [n_items, D]
+    embeddings = encode_unique(texts, encoder)  # [n_items, D]
     try:
         _write_atomic(path, {"fingerprint": encoder.fingerprint(), "texts_sha256": sha, "embeddings": embeddings})
         log.info("item embeddings: cached in %s", path)

@@ -107,3 +107,27 @@ def test_bad_calls_fail_with_one_line(service, kwargs, message):
 def test_a_service_without_datasets_is_refused():
     with pytest.raises(ConfigError, match="at least one dataset"):
         RetrievalService(HashingEncoder(dim=8), item_texts={})
+
+
+class BatchNoise(HashingEncoder):
+    """A hashing encoder whose rows, like a batched model's, depend slightly on the batch."""
+
+    def _encode(self, texts, progress):
+        out = super()._encode(texts, progress)  # [N, D]
+        return torch.nn.functional.normalize(out + 1e-4 * len(texts) * torch.arange(len(texts)).unsqueeze(1), dim=1)
+
+
+def test_items_with_the_same_text_tie_exactly_so_the_target_ranks_below_its_twins():
+    """Equal texts are encoded once (bit-identical rows): a perfect description of an item
+    that shares its text with two others ranks third, never first by float noise."""
+    from recsys.retrieval.rewards import RecRewardFunction
+
+    items = ["lipstick red", "shampoo", "lipstick red", "mascara", "lipstick red"]
+    service = RetrievalService(BatchNoise(dim=64), item_texts={"toy": items})
+    vectors = service.catalogs["toy"]
+    assert torch.equal(vectors[0], vectors[2]) and torch.equal(vectors[0], vectors[4])
+    for target in (0, 2, 4):
+        hit1 = RecRewardFunction(dataset_name="toy", reward_type="hit", k=1, service=service)
+        mrr = RecRewardFunction(dataset_name="toy", reward_type="mrr", k=10, service=service)
+        assert hit1(generated_texts=["lipstick red"], targets=[target]) == [0.0]
+        assert mrr(generated_texts=["lipstick red"], targets=[target]) == pytest.approx([1 / 3])

@@ -17,6 +17,7 @@ import torch
 
 ray = pytest.importorskip("ray")
 
+from recsys.errors import ConfigError, DataError  # noqa: E402
 from recsys.retrieval.encoders.hashing import HashingEncoder  # noqa: E402
 from recsys.retrieval.rewards import RecRewardFunction  # noqa: E402
 from recsys.retrieval.service import RetrievalService  # noqa: E402
@@ -59,8 +60,6 @@ def test_round_trip_through_a_named_actor_from_a_second_handle(cluster):
 
 
 def test_looking_up_a_missing_actor_is_one_line(cluster):
-    from recsys.errors import ConfigError
-
     fn = RecRewardFunction("NoSuchService", namespace=NAMESPACE, dataset_name="toy")
     with pytest.raises(ConfigError, match="no actor 'NoSuchService' in Ray namespace"):
         fn(generated_texts=["x"], targets=[0])
@@ -112,31 +111,41 @@ def test_serve_starts_an_actor_that_a_client_in_another_process_reaches(tmp_path
     assert server.returncode == 0, "".join(lines) + server.stdout.read()
 
 
-def test_serve_refuses_a_dataset_without_texts_in_one_line(tmp_path, data_dir):
+def test_serve_refuses_an_unknown_encoder_with_one_line_and_status_2(tmp_path):
     result = subprocess.run(
-        [sys.executable, "-m", "recsys.serve", "data=[synthetic,gowalla]", "encoder=hashing",
-         f"hydra.run.dir={tmp_path}"],
-        cwd=REPO, env={**os.environ, "RECSYS_DATA_DIR": str(data_dir)}, capture_output=True, text=True, timeout=120,
-    )
-    assert result.returncode == 2
-    error = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(error) == 1 and "gowalla" in error[0], result.stderr
-
-
-@pytest.mark.parametrize(
-    "override, message",
-    [
-        ("encoder=nope", "error: unknown encoder 'nope': available encoders are hashing, minilm (conf/serve/encoder/)"),
-        ("namespaec=x", "error: namespaec is not in the config"),
-        ("detached=true", "error: detached=true needs a Ray cluster that outlives this process"),
-        ("data=[nope]", "error: unknown data 'nope': available datasets are"),
-    ],
-)
-def test_serve_refuses_bad_settings_before_starting_ray(tmp_path, override, message):
-    result = subprocess.run(
-        [sys.executable, "-m", "recsys.serve", override, f"hydra.run.dir={tmp_path}"],
+        [sys.executable, "-m", "recsys.serve", "encoder=nope", f"hydra.run.dir={tmp_path}"],
         cwd=REPO, capture_output=True, text=True, timeout=120,
     )
     assert result.returncode == 2, result.stdout + result.stderr
-    assert result.stderr.strip().splitlines()[-1].startswith(message), result.stderr
-    assert "Started a local Ray instance" not in result.stdout + result.stderr
+    assert result.stderr.strip().splitlines() == [
+        "error: unknown encoder 'nope': available encoders are hashing, minilm (conf/serve/encoder/)"
+    ]
+
+
+@pytest.mark.parametrize(
+    "overrides, error, message",
+    [
+        (["namespaec=x"], ConfigError, "namespaec is not in the config"),
+        (["detached=true"], ConfigError, "detached=true needs a Ray cluster that outlives this process"),
+        (["data=[nope]"], ConfigError, "unknown data 'nope': available datasets are"),
+        (["data=[gowalla]"], DataError, "gowalla has no item texts"),
+        (["data=[]"], ConfigError, "no dataset to serve"),
+    ],
+)
+def test_serve_refuses_bad_settings_before_starting_ray(monkeypatch, data_dir, overrides, error, message):
+    """Each problem is one line, found before any Ray process starts."""
+    from hydra import compose, initialize_config_dir
+    from hydra.core.global_hydra import GlobalHydra
+
+    from recsys.config import CONF_DIR, check_composes
+    from recsys.serve import start
+
+    monkeypatch.setattr(ray, "init", lambda *a, **k: pytest.fail("Ray was started"))
+    with pytest.raises(error) as info:
+        check_composes(overrides, CONF_DIR / "serve", "serve")
+        GlobalHydra.instance().clear()
+        with initialize_config_dir(config_dir=str(CONF_DIR / "serve"), version_base="1.3"):
+            cfg = compose("serve", overrides=[*overrides, f"data_dir={data_dir}", "encoder=hashing"])
+        start(cfg)
+    GlobalHydra.instance().clear()
+    assert message in str(info.value) and "\n" not in str(info.value)

@@ -266,3 +266,16 @@ def test_no_cache_dir_encodes_every_time(tmp_path):
 def test_item_texts_are_checked(tmp_path, texts, match):
     with pytest.raises(DataError, match=match):
         item_embeddings(texts, HashingEncoder(), tmp_path)
+
+
+def test_encoders_pickle_to_another_process_loaded_or_not(encoder):
+    """A Ray actor receives its encoder pickled: the lock and a loaded model stay behind,
+    and the copy gives the same vectors."""
+    import pickle
+
+    texts = ["Toy Story (1995) | Animation, Comedy", "a war documentary"]
+    before = encoder.encode(texts)  # loads MiniLM
+    copy = pickle.loads(pickle.dumps(encoder))
+    assert copy.fingerprint() == encoder.fingerprint()
+    torch.testing.assert_close(copy.encode(texts), before, atol=1e-5, rtol=0)
+    assert pickle.loads(pickle.dumps(type(encoder)())).fingerprint() == encoder.fingerprint()  # unloaded too

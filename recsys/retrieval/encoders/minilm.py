@@ -83,6 +83,17 @@ class MiniLMEncoder(TextEncoder):
         self._model = None
         self._lock = threading.Lock()
 
+    def __getstate__(self) -> dict:
+        """Pickled (to a Ray actor, a worker) without the lock and the loaded model: the
+        receiving process loads its own copy on first use."""
+        state = dict(self.__dict__)
+        state["_model"], state["_lock"] = None, None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
     def fingerprint(self) -> str:
         return f"{self.name}-len{self.max_seq_length}" + ("" if self.normalize else "-unnormalized")
 

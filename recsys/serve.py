@@ -17,6 +17,7 @@ unknown encoder) stops it with one line before Ray starts.
 
 from __future__ import annotations
 
+import os
 import signal
 import sys
 import threading
@@ -110,6 +111,9 @@ def main(cfg: DictConfig) -> None:
     catalogue = ", ".join(f"{name} ({n:,} items)" for name, n in sizes.items())
     encoder = OmegaConf.select(cfg, "encoder._target_").rsplit(".", 1)[-1]
     print(f"{READY}: actor {cfg.name!r} in namespace {cfg.namespace!r} at {address}, serving {catalogue} with {encoder}")
+    if os.environ.get("RAY_AUTH_MODE") == "token":  # Ray's default for a new local cluster
+        print("  the cluster uses token authentication: a client needs the environment variable "
+              "RAY_AUTH_MODE=token (the token is read from ~/.ray/auth_token)")
     print(f'  reach it: ray.init(address="{address}", namespace="{cfg.namespace}"); '
           f'service = ray.get_actor("{cfg.name}", namespace="{cfg.namespace}")', flush=True)
     if cfg.detached:

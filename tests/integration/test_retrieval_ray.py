@@ -97,6 +97,9 @@ def test_serve_starts_an_actor_that_a_client_in_another_process_reaches(tmp_path
             match = re.search(r"RetrievalService ready: .* at (\S+), serving ml1m \(3,416 items\)", line)
             address = match.group(1) if match else None
         assert address, "the server never said it was ready:\n" + "".join(lines)
+        lines.append(server.stdout.readline())  # the authentication line, when there is one
+        if "RAY_AUTH_MODE=token" in lines[-1]:
+            env["RAY_AUTH_MODE"] = "token"
         client = subprocess.run(
             [sys.executable, "-c", CLIENT, address, namespace], cwd=REPO, env=env, capture_output=True,
             text=True, timeout=120,

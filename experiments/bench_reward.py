@@ -21,12 +21,9 @@ import argparse
 import json
 import resource
 import tempfile
-import time
 
-from hydra.utils import instantiate
-from omegaconf import OmegaConf
-
-from recsys.config import CONF_DIR
+from experiments.bench import timed
+from experiments.reward_baselines import encoder_from_config
 from recsys.retrieval.data import RecommendationDataset, load_split, load_texts
 from recsys.retrieval.prompts import PromptGenerator
 from recsys.retrieval.service import RetrievalService
@@ -36,12 +33,6 @@ BATCH = 256
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-
-
-def timed(fn) -> tuple[object, float]:
-    start = time.perf_counter()
-    out = fn()
-    return out, time.perf_counter() - start
 
 
 def best_of(fn, repeats: int = 3, budget_s: float = 2.0) -> tuple[object, float]:
@@ -61,13 +52,13 @@ def batch_of(name: str) -> tuple[list[str], dict]:
     split, _ = load_split(name)
     rows = RecommendationDataset(split, "test", num_negs=99, seed=42)
     prompts = PromptGenerator(item_texts, k=10)
-    history = [rows.history.items[rows.history.indptr[i] : rows.history.indptr[i + 1]].tolist() for i in range(BATCH)]
+    history = rows.histories()[:BATCH]
     call = {"targets": rows.target[:BATCH], "histories": history, "neg_items": rows.neg_items[:BATCH]}
     return [prompts(h) for h in history], {"item_texts": item_texts.texts(), **call}
 
 
 def bench_one(name: str, encoder_name: str, use_ray: bool) -> dict[str, float]:
-    encoder = instantiate(OmegaConf.load(CONF_DIR / "serve" / "encoder" / f"{encoder_name}.yaml"))
+    encoder = encoder_from_config(encoder_name)
     texts, data = batch_of(name)
     full = dict(dataset_name=name, targets=data["targets"], histories=data["histories"])
     sampled = dict(dataset_name=name, targets=data["targets"], neg_items=data["neg_items"])

@@ -41,16 +41,16 @@ def encoder_from_config(name: str):
     return instantiate(OmegaConf.load(CONF_DIR / "serve" / "encoder" / f"{name}.yaml"))
 
 
-def reward_table(service, name, texts, rows, batch: int = 256) -> dict[str, dict[str, float]]:
+def reward_table(service, name, texts, rows, histories, batch: int = 256) -> dict[str, dict[str, float]]:
     """Mean rewards of ``texts`` (one per row) in full-catalogue and 1+99 modes."""
     sums = {mode: {m: 0.0 for m in TYPES} for mode in ("full", "sampled99")}
     n = len(texts)
     for lo in range(0, n, batch):
-        idx = range(lo, min(n, lo + batch))
-        chunk = [texts[i] for i in idx]
+        chunk = texts[lo : lo + batch]
         targets = rows.target[lo : lo + batch]  # [b]
-        histories = [rows.history.items[rows.history.indptr[i] : rows.history.indptr[i + 1]].tolist() for i in idx]
-        full = service.calculate_reward(chunk, dataset_name=name, targets=targets, histories=histories)  # [b, I]
+        full = service.calculate_reward(
+            chunk, dataset_name=name, targets=targets, histories=histories[lo : lo + batch]
+        )  # [b, I]
         sampled = service.calculate_reward(
             chunk, dataset_name=name, targets=targets, neg_items=rows.neg_items[lo : lo + batch]
         )  # [b, 100]
@@ -100,7 +100,7 @@ def main() -> None:
         prompts = PromptGenerator(item_texts, k=10)
         texts = item_texts.texts()
         service = RetrievalService(encoder, item_texts={name: texts}, cache_dir=args.cache_dir)
-        history = [rows.history.items[rows.history.indptr[i] : rows.history.indptr[i + 1]].tolist() for i in range(len(rows))]
+        history = rows.histories()
         oracle_texts = [texts[int(t)] or "(no text)" for t in rows.target]
         zero_shot = [prompts(h) for h in history]
         results[name] = {
@@ -108,8 +108,8 @@ def main() -> None:
             "items": len(texts),
             "items_sharing_text": item_texts.n_shared(),
             "ceiling_full": ceiling(texts, rows),
-            "oracle": reward_table(service, name, oracle_texts, rows),
-            "zero_shot_prompt": reward_table(service, name, zero_shot, rows),
+            "oracle": reward_table(service, name, oracle_texts, rows, history),
+            "zero_shot_prompt": reward_table(service, name, zero_shot, rows, history),
             "seconds": time.perf_counter() - start,
         }
         print(json.dumps({name: results[name]}, indent=1), flush=True)

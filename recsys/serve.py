@@ -57,12 +57,8 @@ def start(cfg: DictConfig) -> tuple[Any, dict[str, int], str]:
             "`ray start --head` and pass address=auto"
         )
     texts = {name: load_texts(name, cfg.data_dir) for name in names}
-    for name, item_texts in texts.items():
-        shared = item_texts.n_shared()
-        print(
-            f"{name}: {item_texts.n_items:,} item texts from {item_texts.source}; {shared:,} items share "
-            f"their text with another item (ties rank pessimistically: they cap the reward)"
-        )
+    for item_texts in texts.values():  # shared texts tie, and ties rank pessimistically: they cap the reward
+        print(item_texts.summary())
     encoder = instantiate(cfg.encoder)
     import ray
 

@@ -263,11 +263,15 @@ class RecommendationDataset(TorchDataset):
             "neg_items": self.neg_items[i].tolist(),
         }
 
+    def histories(self) -> list[list[int]]:
+        """Every row's history as a list of item ids, oldest first."""
+        flat, bounds = self.history.items.tolist(), self.history.indptr.tolist()
+        return [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+
     def columns(self) -> dict[str, list]:
         """Every row as columns (``prompt``, ``history``, ``target``, ``user_id``,
         ``neg_items``), for ``datasets.Dataset.from_dict``."""
-        flat, bounds = self.history.items.tolist(), self.history.indptr.tolist()
-        histories = [flat[a:b] for a, b in zip(bounds[:-1], bounds[1:])]
+        histories = self.histories()
         generate = self.prompt_generator
         return {
             "prompt": [generate(h) for h in histories] if generate else [""] * len(histories),

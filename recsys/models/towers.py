@@ -5,6 +5,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from recsys.models.buckets import length_buckets
+
 
 class CategoricalFeatures(nn.Module):
     """Embeds categorical side features (single- or multi-valued, ``-1`` = missing): one
@@ -83,12 +85,9 @@ class SequenceEncoder(nn.Module):
         """seq ``[B, L]`` (left-padded) -> ``[B, D]``."""
         if self.buckets <= 1:
             return self._encode(seq, seq.shape[1])
-        lengths = (seq != self.pad).sum(1).clamp(min=1)  # [B]; an empty history keeps its last position
-        order = lengths.argsort()  # [B]
-        parts = []
-        for rows in order.chunk(self.buckets):
-            width = int(lengths[rows].max())
-            parts.append(self._encode(seq[rows, -width:], seq.shape[1]))  # [B_k, D]
+        groups = length_buckets(seq, self.pad, self.buckets)
+        parts = [self._encode(seq[rows, -width:], seq.shape[1]) for rows, width in groups]  # [B_k, D] each
+        order = torch.cat([rows for rows, _ in groups])  # [B]
         return torch.cat(parts)[order.argsort()]  # [B, D] back in the batch order
 
     def _encode(self, seq: Tensor, full: int) -> Tensor:

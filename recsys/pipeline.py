@@ -54,7 +54,8 @@ def _finish_wandb(loggers: list, metrics, failed: bool) -> None:
 
 def fit_and_evaluate(cfg: DictConfig, datamodule, module, callbacks, loggers, output_dir: Path) -> dict[str, float]:
     """Fit (unless ``fit=false``), then validate and test the best checkpoint and write
-    ``test_per_user.csv`` and, last, ``metrics.json``. A model with nothing to train
+    ``test_per_user.csv`` (with each user's ``target_train_count``) and, last,
+    ``metrics.json``. A model with nothing to train
     (``model.trainable`` False, e.g. ``model=pop``) is evaluated as built, with 0 epochs;
     its loss and sampler are never used."""
     trainer = instantiate(cfg.trainer, callbacks=callbacks, logger=loggers or False)
@@ -71,7 +72,9 @@ def fit_and_evaluate(cfg: DictConfig, datamodule, module, callbacks, loggers, ou
     metrics = {k: float(v) for k, v in trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0].items()}
     if cfg.test_after_fit:
         metrics.update({k: float(v) for k, v in trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0].items()})
-        write_per_user(module.test_per_user, output_dir / "test_per_user.csv")
+        per_user = dict(module.test_per_user)
+        per_user["target_train_count"] = datamodule.target_train_counts("test")[per_user["user"]]
+        write_per_user(per_user, output_dir / "test_per_user.csv")
     metrics["epochs"] = trainer.current_epoch if epochs is None else epochs
     write_json_atomic(output_dir / "metrics.json", metrics)
     print_table(metrics)

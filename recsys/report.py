@@ -14,6 +14,11 @@ sweep has finished or is still running, and writes into ``<sweep dir>/report/``:
 - ``train_loss.png`` and ``val_<metric>.png``: per-epoch curves (from each job's
   ``epochs.csv``), one line per variant (mean over seeds) with a band from the lowest to
   the highest seed.
+
+``--max-target-count K`` restricts the test metrics and the paired tests to the users
+whose test target has at most ``K`` training interactions (cold targets, where side
+features should matter most): each job's test metrics are then the means of its
+``test_per_user.csv`` over those users.
 """
 
 from __future__ import annotations
@@ -100,6 +105,33 @@ def collect(sweep_dir: Path) -> list[Job]:
         j.variant = ",".join(f"{k}={j.overrides[k]}" for k in varying if k in j.overrides) or "all"
         j.seed = next((j.overrides[k] for k in SEED_KEYS if k in j.overrides), "")
     return jobs
+
+
+def restrict_to_cold_targets(jobs: list[Job], max_count: int) -> int:
+    """Keep, in every finished job, only the users whose test target has at most
+    ``max_count`` training interactions; their per-user means replace the job's test
+    metrics (test metrics without a per-user column, e.g. coverage, are dropped).
+
+    Returns:
+        The number of users kept (of the first finished job).
+    """
+    kept = None
+    for j in jobs:
+        if j.status != "done" or j.per_user is None:
+            continue
+        if "target_train_count" not in j.per_user:
+            raise RecsysError(
+                f"{j.path / 'test_per_user.csv'} has no target_train_count column (runs before it was added); "
+                f"evaluate the run again with fit=false ckpt_path=<run>/checkpoints/best.ckpt"
+            )
+        count = j.per_user["target_train_count"]
+        j.per_user = j.per_user[(count >= 0) & (count <= max_count)]
+        j.metrics = {k: v for k, v in j.metrics.items() if not k.startswith("test/")}
+        j.metrics.update({c: float(j.per_user[c].mean()) for c in j.per_user.columns if c.startswith("test/")})
+        kept = len(j.per_user) if kept is None else kept
+    if kept == 0:
+        raise RecsysError(f"no user's test target has at most {max_count} training interactions; raise --max-target-count")
+    return kept or 0
 
 
 def holm(p_values: list[float]) -> list[float]:
@@ -261,11 +293,19 @@ def markdown(table: pd.DataFrame, jobs: list[Job], best: str | None, metric: str
     return "\n".join(lines) + "\n"
 
 
-def report(sweep_dir: str | Path, out_dir: str | Path | None = None, metric: str = "test/ndcg@10", curve: str = "val/ndcg@10") -> Path:
-    """Write the report files; returns the path of ``report.md``."""
+def report(sweep_dir: str | Path, out_dir: str | Path | None = None, metric: str = "test/ndcg@10", curve: str = "val/ndcg@10",
+           max_target_count: int | None = None) -> Path:
+    """Write the report files; returns the path of ``report.md``. With
+    ``max_target_count`` the test results cover only users whose test target has at most
+    that many training interactions (default folder ``report_cold<K>``)."""
     sweep_dir = Path(sweep_dir)
     jobs = collect(sweep_dir)
-    out = Path(out_dir) if out_dir else sweep_dir / "report"
+    cut = ""
+    if max_target_count is not None:
+        users = restrict_to_cold_targets(jobs, max_target_count)
+        cut = f"Test results restricted to the {users} users whose test target has at most {max_target_count} training interactions."
+    default_out = sweep_dir / ("report" if max_target_count is None else f"report_cold{max_target_count}")
+    out = Path(out_dir) if out_dir else default_out
     out.mkdir(parents=True, exist_ok=True)
     table, best = summarize(jobs, metric)
     table.to_csv(out / "report.csv", index=False)
@@ -279,7 +319,11 @@ def report(sweep_dir: str | Path, out_dir: str | Path | None = None, metric: str
     if _curves(jobs, curve, out / curve_file, curve):
         plots.append(curve_file)
     md = out / "report.md"
-    md.write_text(markdown(table, jobs, best, metric, plots, sweep_dir))
+    text = markdown(table, jobs, best, metric, plots, sweep_dir)
+    if cut:
+        head, rest = text.split("\n", 1)
+        text = f"{head}\n{cut}\n{rest}"
+    md.write_text(text)
     return md
 
 
@@ -289,9 +333,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", default=None, help="output folder (default <sweep_dir>/report)")
     parser.add_argument("--metric", default="test/ndcg@10", help="metric that picks the best variant and is tested per user")
     parser.add_argument("--curve", default="val/ndcg@10", help="per-epoch validation metric to plot")
+    parser.add_argument("--max-target-count", type=int, default=None,
+                        help="only users whose test target has at most this many training interactions (cold targets)")
     args = parser.parse_args(argv)
     try:
-        md = report(args.sweep_dir, args.out, args.metric, args.curve)
+        md = report(args.sweep_dir, args.out, args.metric, args.curve, args.max_target_count)
     except RecsysError as exc:
         print(f"error: {exc}", file=sys.stderr)
         sys.exit(2)

@@ -151,6 +151,19 @@ class RecDataModule(pl.LightningDataModule):
             batch[f"sampled{n}"] = tables[f"sampled{n}"][users]  # [B, N]
         return batch
 
+    def target_train_counts(self, stage: str = "test") -> Tensor:
+        """``[n_users]`` the number of training interactions of each user's ``stage``
+        target (the least of them when a user has several; -1 for a user without one):
+        how cold the item to be found is, for cuts such as ``python -m recsys.report
+        --max-target-count``."""
+        split = self.prepare()
+        targets = split.valid if stage == "val" else split.test
+        row, item = targets.rows(torch.arange(split.n_users))
+        counts = split.train.item_counts()[item]  # [nnz]
+        out = torch.full((split.n_users,), torch.iinfo(torch.long).max, dtype=torch.long)
+        out.scatter_reduce_(0, row, counts, reduce="amin")
+        return out.masked_fill(out == torch.iinfo(torch.long).max, -1)
+
     def train_dataloader(self) -> DataLoader:
         if self.view is None:
             raise RuntimeError("RecDataModule.attach(model.make_view(split)) must be called before training")

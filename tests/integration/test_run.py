@@ -51,6 +51,7 @@ def test_main_command_on_synthetic_data(tmp_path):
     assert (out / "csv" / "metrics.csv").is_file()
     per_user = pd.read_csv(out / "test_per_user.csv")
     assert math.isclose(per_user["test/ndcg@10"].mean(), metrics["test/ndcg@10"], rel_tol=1e-5)
+    assert (per_user["target_train_count"] >= 0).all()  # every tested user has a target (for report --max-target-count)
     assert printed_table_row(result.stdout, "ndcg@10") == {
         "val": f"{metrics['val/ndcg@10']:.4f}", "test": f"{metrics['test/ndcg@10']:.4f}"}
     # the last line says where the results are

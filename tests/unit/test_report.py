@@ -16,7 +16,8 @@ from recsys.report import collect, holm, report
 N_USERS = 50
 
 
-def make_job(sweep: Path, num: int, loss: str, seed: int, ndcg_per_user: np.ndarray | None, epochs: int = 3) -> Path:
+def make_job(sweep: Path, num: int, loss: str, seed: int, ndcg_per_user: np.ndarray | None, epochs: int = 3,
+             target_counts: np.ndarray | None = None) -> Path:
     job = sweep / f"{num}_loss-{loss}__seed-{seed}"
     (job / ".hydra").mkdir(parents=True)
     (job / ".hydra" / "overrides.yaml").write_text(f"- loss={loss}\n- seed={seed}\n- data=synthetic\n")
@@ -24,7 +25,10 @@ def make_job(sweep: Path, num: int, loss: str, seed: int, ndcg_per_user: np.ndar
         {"epoch": range(epochs), "train/loss": np.linspace(2, 1, epochs), "val/ndcg@10": np.linspace(0.1, 0.2, epochs)}
     ).to_csv(job / "epochs.csv", index=False)
     if ndcg_per_user is not None:
-        pd.DataFrame({"user": range(N_USERS), "test/ndcg@10": ndcg_per_user}).to_csv(job / "test_per_user.csv", index=False)
+        table = {"user": range(N_USERS), "test/ndcg@10": ndcg_per_user}
+        if target_counts is not None:
+            table["target_train_count"] = target_counts
+        pd.DataFrame(table).to_csv(job / "test_per_user.csv", index=False)
         metrics = {"test/ndcg@10": float(ndcg_per_user.mean()), "val/ndcg@10": 0.2, "epochs": epochs}
         (job / "metrics.json").write_text(json.dumps(metrics))
     return job
@@ -117,3 +121,36 @@ def test_curves_skip_epochs_without_validation(tmp_path):
     jobs = collect(tmp_path)
     assert _curves(jobs, "val/ndcg@10", tmp_path / "val.png", "val")
     assert (tmp_path / "val.png").stat().st_size > 0
+
+
+def test_cold_target_cut_recomputes_metrics_and_tests_on_the_kept_users(tmp_path):
+    rng = np.random.default_rng(1)
+    counts = np.arange(N_USERS) % 10 - 1  # -1 (no target), 0..8 training interactions
+    cold = (counts >= 0) & (counts <= 3)
+    runs = {"ce": [rng.uniform(0, 1, N_USERS) for _ in range(2)], "bpr": [rng.uniform(0, 1, N_USERS) for _ in range(2)]}
+    num = 0
+    for loss, values in runs.items():
+        for seed, v in zip((1, 2), values):
+            make_job(tmp_path, num, loss, seed, v, target_counts=counts)
+            num += 1
+    md = report(tmp_path, max_target_count=3)
+    assert md.parent.name == "report_cold3"
+    assert f"restricted to the {int(cold.sum())} users whose test target has at most 3" in md.read_text()
+    table = pd.read_csv(md.parent / "report.csv").set_index("variant")
+    for loss, values in runs.items():
+        assert np.isclose(table.loc[f"loss={loss}", "test/ndcg@10 mean"], np.mean([v[cold].mean() for v in values]))
+    ce, bpr = (np.mean(runs[k], axis=0)[cold] for k in ("ce", "bpr"))
+    best, other = (ce, bpr) if ce.mean() >= bpr.mean() else (bpr, ce)
+    row = table.drop(table["test/ndcg@10 mean"].idxmax()).iloc[0]
+    assert row["users_paired"] == cold.sum()
+    assert np.isclose(row["p_wilcoxon_holm"], stats.wilcoxon(best, other).pvalue)
+
+
+def test_cold_target_cut_needs_the_count_column_and_some_user(tmp_path):
+    make_job(tmp_path / "old", 0, "ce", 1, np.full(N_USERS, 0.5))
+    with pytest.raises(RecsysError, match="no target_train_count column") as err:
+        report(tmp_path / "old", max_target_count=3)
+    assert "\n" not in str(err.value)
+    make_job(tmp_path / "warm", 0, "ce", 1, np.full(N_USERS, 0.5), target_counts=np.full(N_USERS, 50))
+    with pytest.raises(RecsysError, match="at most 3 training interactions; raise --max-target-count"):
+        report(tmp_path / "warm", max_target_count=3)

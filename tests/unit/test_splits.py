@@ -404,3 +404,17 @@ def test_pair_view_rejects_an_unknown_row_scheme():
     train = make_inter({0: [1]}, n_users=1, n_items=2)
     with pytest.raises(ConfigError, match="train_rows must be one of events, users"):
         PairView(SplitData(train=train, valid=train.csr(), test=train.csr()), rows="user")
+
+
+def test_target_train_counts_are_the_training_interactions_of_each_users_target(cfg_factory):
+    from hydra.utils import instantiate
+
+    datamodule = instantiate(cfg_factory(["data.dataset.n_users=60", "data.dataset.n_items=100"]).data)
+    split = datamodule.prepare()
+    item_counts = split.train.item_counts()
+    for stage, targets in (("val", split.valid), ("test", split.test)):
+        counts = datamodule.target_train_counts(stage)
+        for user in range(split.n_users):
+            row, items = targets.rows(torch.tensor([user]))
+            expected = int(item_counts[items].min()) if items.numel() else -1
+            assert counts[user] == expected

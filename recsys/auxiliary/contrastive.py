@@ -115,8 +115,9 @@ class Contrastive(AuxTerm):
         self._temperature = float(value)
 
     def check(self, model: RecModel) -> None:
-        """Fails before training for a model without :meth:`represent` (MF, LightGCN) or,
-        with ``positives=augment``, without an item sequence; builds the projection head
+        """Fails before training for a model without :meth:`represent` (MF, LightGCN), with
+        ``positives=dropout`` for a model without dropout (identical views) and with
+        ``positives=augment`` for one without an item sequence; builds the projection head
         for the model's width ``model.dim`` (so it is in the optimizer and checkpoints)."""
         if not model.represents():
             model.represent({})  # the model's own one-line error
@@ -125,6 +126,11 @@ class Contrastive(AuxTerm):
             raise ConfigError(
                 f"model {type(model).__name__} does not give the width of its representation (an integer `dim`), "
                 f"which aux.contrastive needs for its projection head"
+            )
+        if self.positives == "dropout" and not any(isinstance(m, nn.Dropout) and m.p > 0 for m in model.modules()):
+            raise ConfigError(
+                f"aux.contrastive.positives=dropout compares two dropout draws, but model {type(model).__name__} has no "
+                f"dropout (rate 0), so both views are the same; set model.dropout=0.1 or use aux.contrastive.positives=augment"
             )
         if self.positives == "augment" and model.sequence_key is None:
             raise ConfigError(

@@ -303,7 +303,7 @@ def test_a_model_without_a_representation_fails_at_check_with_one_line(model):
     assert type(model).__name__ in message and "model=sasrec" in message and "aux.contrastive" in message
 
 
-def test_augment_needs_a_sequence_and_the_head_needs_a_width():
+def test_augment_needs_a_sequence_dropout_needs_dropout_and_the_head_a_width():
     class NoSequence(RecModel):
         dim = 4
 
@@ -313,7 +313,12 @@ def test_augment_needs_a_sequence_and_the_head_needs_a_width():
     with pytest.raises(ConfigError) as info:
         Contrastive(positives="augment").check(NoSequence())
     assert "positives=augment" in one_line(info) and "NoSequence" in one_line(info)
-    Contrastive(positives="dropout").check(NoSequence())
+    Contrastive(positives="same_target").check(NoSequence())
+    with pytest.raises(ConfigError) as info:
+        Contrastive(positives="dropout").check(NoSequence())
+    assert "no dropout" in one_line(info) and "model.dropout=0.1" in one_line(info)
+    with pytest.raises(ConfigError, match="no dropout"):
+        Contrastive(positives="dropout").check(SASRec(12, 8, num_heads=2, max_len=4, dropout=0.0))
     NoSequence.dim = None
     with pytest.raises(ConfigError, match="dim"):
         Contrastive().check(NoSequence())

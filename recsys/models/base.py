@@ -98,8 +98,13 @@ class RecModel(nn.Module):
 
     @property
     def pad_id(self) -> int:
-        """The padding id of item sequences: ``n_items`` (one past the last item)."""
-        return self.n_items
+        """The padding id of item sequences: ``n_items`` (one past the last item) unless a
+        model sets another (``self.pad_id = ...``)."""
+        return self.__dict__.get("_pad_id", self.n_items)
+
+    @pad_id.setter
+    def pad_id(self, value: int) -> None:
+        self.__dict__["_pad_id"] = int(value)
 
     def represents(self) -> bool:
         """Whether the model implements :meth:`represent`."""

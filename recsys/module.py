@@ -43,9 +43,12 @@ class RecModule(pl.LightningModule):
         loss: the training objective (``recsys.losses``).
         sampler: where negatives come from (``recsys.samplers``).
         optimizer: a partial optimizer, completed with the parameters.
-        aux: auxiliary loss terms by name (each has a ``weight`` and is called with the
-            model and the step's ``enc=`` rows and ``negatives=``); the objective is
-            ``loss + sum(weight * term)``.
+        aux: auxiliary loss terms by name (:class:`~recsys.auxiliary.base.AuxTerm`: each
+            has a ``weight`` and is called with the model, the step's ``enc=`` rows,
+            ``negatives=`` and the training ``batch=``); the objective is
+            ``loss + sum(weight * term)``. Each term's scheduled attributes are logged as
+            ``sched/aux.<name>.<attribute>`` and its ``last_stats`` as
+            ``train/aux/<name>/<stat>``.
         loss_name: name of the main loss in the logs (``train/loss/<loss_name>``).
         pretrained_parts: model parts filled from checkpoints by ``init_from`` (``""`` =
             the whole model), for callbacks that care (the freeze curriculum).
@@ -126,7 +129,7 @@ class RecModule(pl.LightningModule):
         terms = {self.loss_name: main}
         total = main
         for name, term in self.aux.items():
-            terms[name] = term(self.model, enc=enc, negatives=negatives)
+            terms[name] = term(self.model, enc=enc, negatives=negatives, batch=batch)
             total = total + term.weight * terms[name]
         if not torch.isfinite(total):
             raise TrainingError(
@@ -141,7 +144,12 @@ class RecModule(pl.LightningModule):
         if self.aux:
             for name, value in step.terms.items():
                 self.log(f"train/loss/{name}", value, on_step=True, on_epoch=True, batch_size=step.rows)
-        for name, value in {**self.model.schedule_values(), **self.loss.schedule_values()}.items():
+        scheduled = {**self.model.schedule_values(), **self.loss.schedule_values()}
+        for name, term in self.aux.items():
+            for stat, value in getattr(term, "last_stats", {}).items():
+                self.log(f"train/aux/{name}/{stat}", value, on_step=True, on_epoch=True, batch_size=step.rows)
+            scheduled.update({f"aux.{name}.{k}": v for k, v in getattr(term, "schedule_values", dict)().items()})
+        for name, value in scheduled.items():
             self.log(f"sched/{name}", value, on_step=True, on_epoch=False, batch_size=step.rows)
         return step.total
 

@@ -35,7 +35,9 @@ class EmbeddingL2(AuxTerm):
         for name in self.sources:
             model.exposed(name)
 
-    def forward(self, model: RecModel, enc: Encoded, negatives: Negatives) -> Tensor:
+    def forward(
+        self, model: RecModel, enc: Encoded, negatives: Negatives, batch: dict[str, Tensor] | None = None
+    ) -> Tensor:
         users, items = model.exposed("user_embeddings"), model.exposed("item_embeddings")  # [U, D], [I, D]
         user_sq = users[enc.user].pow(2).sum(1)  # [R]
         pos_sq = items[enc.target].pow(2).sum(1)  # [R]

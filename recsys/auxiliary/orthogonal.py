@@ -52,6 +52,9 @@ class Orthogonal(AuxTerm):
         """Fails before training when the model does not expose ``source``."""
         model.exposed(self.source)
 
-    def forward(self, model: RecModel, enc: Encoded | None = None, negatives: Negatives | None = None) -> Tensor:
-        """The penalty on the model's ``source`` vectors (the step's rows are not used)."""
+    def forward(
+        self, model: RecModel, enc: Encoded | None = None, negatives: Negatives | None = None,
+        batch: dict[str, Tensor] | None = None,
+    ) -> Tensor:
+        """The penalty on the model's ``source`` vectors (the step's rows and batch are not used)."""
         return self.penalty(model.exposed(self.source))

@@ -1,5 +1,5 @@
 """Schedules as pure functions of training progress, and the check shared by the
-callbacks that apply them to a loss's scheduled attributes.
+callbacks that apply them to the scheduled attributes of a loss, a model or an aux term.
 
 ``value_at(kind, start, end, progress)`` goes from ``start`` (``progress <= 0``) to
 ``end`` (``progress >= 1``), exactly at both ends and monotonically in between, whichever
@@ -56,25 +56,44 @@ def value_at(kind: str, start: float, end: float, progress: float) -> float:
     return float(min(max(value, low), high))  # rounding never steps past an endpoint
 
 
-def require_scheduled(pl_module, attribute: str, callback: str, hint: str, owner: str = "loss") -> None:
-    """Check that ``pl_module.<owner>`` (the loss or the model) schedules ``attribute``,
-    i.e. lists it in its ``scheduled`` names.
-
-    Args:
-        pl_module: the LightningModule; the owner is ``pl_module.loss`` or ``pl_module.model``.
-        attribute: the attribute the callback sets.
-        callback: the callback's config name (``temperature_annealing``).
-        hint: how to fix it (``use loss=infonce ...``).
-        owner: ``"loss"`` or ``"model"``.
-    """
+def schedule_owner(pl_module, owner: str, attribute: str, callback: str, hint: str):
+    """The object ``owner`` names: ``pl_module.loss``, ``pl_module.model`` or, for
+    ``aux.<name>``, the auxiliary term ``pl_module.aux[name]``; a one-line
+    :class:`ConfigError` when the run has none."""
+    if owner.startswith("aux."):
+        name, terms = owner[len("aux."):], getattr(pl_module, "aux", None) or {}
+        if name not in terms:
+            raise ConfigError(
+                f"callbacks.{callback} controls {owner}.{attribute}, but the run has no aux term {name!r} "
+                f"(its aux terms: {', '.join(terms) or 'none'}); add {name} to the run's aux list or change "
+                f"callbacks.{callback}.owner"
+            )
+        return terms[name]
     target = getattr(pl_module, owner, None)
     if target is None:
         raise ConfigError(
             f"callbacks.{callback} controls {owner}.{attribute}, but {type(pl_module).__name__} has no `{owner}`; {hint}"
         )
+    return target
+
+
+def require_scheduled(pl_module, attribute: str, callback: str, hint: str, owner: str = "loss"):
+    """Check that ``pl_module``'s ``owner`` (the loss, the model or an aux term) schedules
+    ``attribute``, i.e. lists it in its ``scheduled`` names; returns the owner.
+
+    Args:
+        pl_module: the LightningModule; the owner is ``pl_module.loss``,
+            ``pl_module.model`` or ``pl_module.aux[<name>]``.
+        attribute: the attribute the callback sets.
+        callback: the callback's config name (``temperature_annealing``).
+        hint: how to fix it (``use loss=infonce ...``).
+        owner: ``"loss"``, ``"model"`` or ``"aux.<name>"``.
+    """
+    target = schedule_owner(pl_module, owner, attribute, callback, hint)
     scheduled = tuple(getattr(target, "scheduled", ()))
     if attribute not in scheduled or not hasattr(target, attribute):
         raise ConfigError(
             f"callbacks.{callback} controls {owner}.{attribute}, but {owner} {type(target).__name__} has no scheduled "
             f"{attribute!r} (it schedules: {', '.join(scheduled) or 'none'}); {hint}"
         )
+    return target

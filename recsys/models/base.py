@@ -7,7 +7,9 @@ rank first (:meth:`RecModel.encode`); it exposes the vectors of the whole catalo
 item vectors are computed encodes only the items a step scores) and encodes users for
 evaluation (:meth:`RecModel.user_queries`). It also declares how it consumes training data
 (:meth:`RecModel.make_view`). Scores are dot products unless a model overrides
-:meth:`RecModel.score`. Losses live elsewhere (``recsys.losses``).
+:meth:`RecModel.score`. Losses live elsewhere (``recsys.losses``). Sequence and user-tower
+models also give one representation per batch row (:meth:`RecModel.represent`), for
+auxiliary terms such as ``aux=[contrastive]``.
 """
 
 from __future__ import annotations
@@ -38,6 +40,20 @@ class Encoded:
     user: Tensor
 
 
+@dataclass
+class Represented:
+    """One representation per row of a training batch (:meth:`RecModel.represent`).
+
+    Attributes:
+        vector: ``[B, D]`` one sequence/user representation per batch row.
+        target: ``[B]`` the item that row predicts next (rows with the same target are
+            positives of each other for ``aux.contrastive.positives=same_target``).
+    """
+
+    vector: Tensor
+    target: Tensor
+
+
 def cosine_scores(query: Tensor, items: Tensor, temperature: float) -> Tensor:
     """Cosine similarity divided by ``temperature``; items ``[N, D]`` or ``[B, N, D]``."""
     q = F.normalize(query, dim=-1)
@@ -51,9 +67,18 @@ class RecModel(nn.Module):
 
     ``scheduled`` names float attributes that callbacks may set during training (e.g. a
     score temperature); the module logs them every step as ``sched/<name>``.
+
+    A model that implements :meth:`represent` (one vector per batch row, for auxiliary
+    terms) also sets ``dim`` (the width ``D`` of those vectors) and, when the vectors are
+    read from an item-id sequence, ``sequence_key`` (the batch key of that ``[B, L]``
+    sequence, left-padded with :attr:`pad_id`, which augmentations may rewrite) and
+    ``mask_id`` (its ``[MASK]`` token; None: an augmentation's masked items become
+    padding).
     """
 
     scheduled: tuple[str, ...] = ()
+    sequence_key: str | None = None  # batch key of the [B, L] item-id sequence that represent() reads
+    mask_id: int | None = None  # the [MASK] token id, if the model has one
     trainable: bool = True  # False: nothing to fit (model=pop); the run only evaluates
     score_kind: str = "dot"
     score_temperature: float = 1.0
@@ -70,6 +95,31 @@ class RecModel(nn.Module):
 
     def schedule_values(self) -> dict[str, float]:
         return {name: float(getattr(self, name)) for name in self.scheduled}
+
+    @property
+    def pad_id(self) -> int:
+        """The padding id of item sequences: ``n_items`` (one past the last item) unless a
+        model sets another (``self.pad_id = ...``)."""
+        return self.__dict__.get("_pad_id", self.n_items)
+
+    @pad_id.setter
+    def pad_id(self, value: int) -> None:
+        self.__dict__["_pad_id"] = int(value)
+
+    def represents(self) -> bool:
+        """Whether the model implements :meth:`represent`."""
+        return type(self).represent is not RecModel.represent
+
+    def represent(self, batch: dict[str, Tensor]) -> Represented:
+        """One sequence/user representation per row of a training ``batch`` and the item
+        each row predicts next (shapes in :class:`Represented`). Called in the model's
+        current mode, so two calls in training mode differ by their dropout masks.
+        Models without such a representation (MF, LightGCN) raise a one-line error.
+        """
+        raise ConfigError(
+            f"model {type(self).__name__} has no sequence/user representation for aux.contrastive; "
+            f"use model=sasrec, bert4rec or two_tower"
+        )
 
     def setup(self, split: SplitData) -> None:
         """Called once with the split before training (e.g. LightGCN builds its graph)."""

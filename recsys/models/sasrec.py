@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from recsys.data.interactions import SplitData
 from recsys.data.views import BatchView, SequenceView
 from recsys.errors import ConfigError
-from recsys.models.base import Encoded, RecModel
+from recsys.models.base import Encoded, RecModel, Represented
 
 
 class CausalSelfAttention(nn.Module):
@@ -149,3 +149,10 @@ class SASRec(RecModel):
 
     def user_queries(self, inputs: dict[str, Tensor]) -> Tensor:
         return self.hidden(inputs["input"], last_only=True)[:, -1]  # [B, D]
+
+    sequence_key = "input"  # represent() reads the training input sequence (augmentations rewrite it)
+
+    def represent(self, batch: dict[str, Tensor]) -> Represented:
+        """Each row's hidden state at the last position of its training input (the query
+        of its last target, as :meth:`user_queries` encodes a user) and that target."""
+        return Represented(vector=self.user_queries(batch), target=batch["target"][:, -1])  # [B, D], [B]

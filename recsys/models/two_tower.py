@@ -10,7 +10,7 @@ from torch import Tensor
 from recsys.data.interactions import SplitData
 from recsys.data.views import BatchView, EventHistoryView
 from recsys.errors import ConfigError
-from recsys.models.base import Encoded, RecModel
+from recsys.models.base import Encoded, RecModel, Represented
 from recsys.models.lightgcn import LightGCN
 from recsys.models.towers import CategoricalFeatures, ConcatFusion, GatedFusion, ItemTower, SequenceEncoder
 
@@ -41,6 +41,8 @@ class TwoTower(RecModel):
         dropout: dropout in the MLPs and the encoder.
     """
 
+    sequence_key = "input"  # represent() reads the history before each row's item (augmentations rewrite it)
+
     def __init__(
         self,
         n_users: int,
@@ -70,7 +72,7 @@ class TwoTower(RecModel):
             raise ConfigError(f"model.embedding_dim ({embedding_dim}) must be divisible by model.seq_heads ({seq_heads})")
         self.set_scoring(score, score_temperature)
         d = embedding_dim
-        self.n_items, self.max_len = n_items, max_len
+        self.n_items, self.max_len, self.dim = n_items, max_len, d
         self.item_tower = ItemTower(n_items, item_features, feature_cardinality, d, dropout)
         self.graph = LightGCN(n_users, n_items, d, graph_layers)
         self.sequence = SequenceEncoder(n_items, d, max_len, seq_layers, seq_heads, dropout, pooling, seq_buckets)
@@ -91,6 +93,10 @@ class TwoTower(RecModel):
 
     def encode(self, batch: dict[str, Tensor]) -> Encoded:
         return Encoded(query=self.user_vector(batch["user"], batch["input"]), target=batch["item"], user=batch["user"])
+
+    def represent(self, batch: dict[str, Tensor]) -> Represented:
+        """The user tower's vector of each row (its user and history) and the row's item."""
+        return Represented(vector=self.user_vector(batch["user"], batch["input"]), target=batch["item"])  # [B, D], [B]
 
     def item_embeddings(self) -> Tensor:
         return self.item_tower()  # [I, D]

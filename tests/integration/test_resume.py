@@ -49,6 +49,10 @@ CASES = {  # callbacks=default (the conftest's callbacks=none keeps no last.ckpt
     "sasrec+ce": ["callbacks=default", "model=sasrec", "loss=ce", "model.max_len=10", "trainer.num_sanity_val_steps=1"],
     "mf+bpr users": ["callbacks=default", "model=mf", "loss=bpr", "model.train_rows=users", "data.batch_size=512"],
     "sasrec+eainfonce": ["callbacks=default", "model=sasrec", "loss=eainfonce", "model.max_len=10"],
+    # augmentations and dropout draw from the global generators; the weight warms up over the resume
+    "sasrec+contrastive augment": ["callbacks=[default,aux_weight_warmup]", "model=sasrec", "loss=ce", "model.max_len=10",
+                                   "aux=[contrastive]", "aux.contrastive.positives=augment",
+                                   "callbacks.aux_weight_warmup.duration=3"],
     # the best checkpoint is from before the resume (mode=min on a rising metric) and must stay the best
     "mf+bpr best before resume": ["callbacks=default", "model=mf", "loss=bpr", "data.batch_size=512",
                                   "callbacks.model_checkpoint.mode=min"],

@@ -24,7 +24,7 @@ from torch import Tensor, nn
 from recsys.data.interactions import SplitData
 from recsys.data.views import BatchView, MaskedItemView
 from recsys.errors import ConfigError
-from recsys.models.base import Encoded, RecModel
+from recsys.models.base import Encoded, RecModel, Represented
 from recsys.models.buckets import length_buckets
 
 
@@ -148,10 +148,24 @@ class BERT4Rec(RecModel):
         """The item embeddings (without the bias column) and the position embeddings."""
         return {"item_embeddings": self.item_emb.weight[: self.n_items], "positions": self.pos_emb.weight}
 
-    def user_queries(self, inputs: dict[str, Tensor]) -> Tensor:
-        """The output at the last position, the ``[MASK]`` after the history."""
-        seq = inputs["input"]  # [B, L]
+    def last_hidden(self, seq: Tensor) -> Tensor:
+        """seq ``[B, L]`` -> ``[B, D]`` the output at the last position, encoded in length buckets."""
         groups = length_buckets(seq, self.pad_id, self.seq_buckets)
         last = torch.cat([self.hidden(seq[rows, -width:])[:, -1] for rows, width in groups])  # [B, D] bucket order
         order = torch.cat([rows for rows, _ in groups])  # [B]
-        return self._query(last[order.argsort()])  # [B, D(+1)]
+        return last[order.argsort()]  # [B, D] batch order
+
+    def user_queries(self, inputs: dict[str, Tensor]) -> Tensor:
+        """The output at the last position, the ``[MASK]`` after the history."""
+        return self._query(self.last_hidden(inputs["input"]))  # [B, D(+1)]
+
+    sequence_key = "sequence"  # represent() reads the unmasked sequence; augmentations rewrite it
+
+    def represent(self, batch: dict[str, Tensor]) -> Represented:
+        """Each row asks for its last item as inference asks for the next one: the
+        unmasked sequence with its last item replaced by ``[MASK]``, encoded to the
+        hidden state at that position (before the output head); the target is that item."""
+        sequence = batch[self.sequence_key]  # [B, L]
+        query = sequence.clone()  # [B, L] right-aligned: the last position holds the last item
+        query[:, -1] = self.mask_id
+        return Represented(vector=self.last_hidden(query), target=sequence[:, -1])  # [B, D], [B]

@@ -1,5 +1,5 @@
 """``aux=[contrastive]`` through the real config and pipeline: every ``positives=`` trains
-SASRec and the two-tower model on the synthetic data and logs its row counts; the weight
+SASRec, BERT4Rec and the two-tower model on the synthetic data and logs its row counts; the weight
 warm-up and the contrastive temperature schedule run beside the loss's own annealing; a
 model without a representation is refused before training."""
 
@@ -17,7 +17,7 @@ from recsys.pipeline import train
 SMALL = ["data.dataset.n_users=400", "data.dataset.n_items=240", "data.dataset.n_clusters=6",
          "model.max_len=20", "model.embedding_dim=32"]
 FAST = ["+trainer.limit_train_batches=3", "+trainer.limit_val_batches=1", "logger=csv"]
-ROWS = {"sasrec": 64, "two_tower": 256}  # data.batch_size
+ROWS = {"sasrec": 64, "bert4rec": 64, "two_tower": 256}  # data.batch_size
 DROPOUT = "model.dropout=0.1"  # the two-tower's synthetic tuning has none, which positives=dropout refuses
 
 
@@ -27,7 +27,7 @@ def per_step(tmp_path: Path) -> pd.DataFrame:
 
 
 @pytest.mark.parametrize("positives", ["same_target", "dropout", "augment"])
-@pytest.mark.parametrize("model", ["sasrec", "two_tower"])
+@pytest.mark.parametrize("model", ["sasrec", "bert4rec", "two_tower"])
 def test_each_positives_option_trains_and_logs_its_rows(cfg_factory, tmp_path, model, positives):
     overrides = [f"model={model}", *SMALL, f"data.batch_size={ROWS[model]}", "aux=[contrastive]",
                  f"aux.contrastive.positives={positives}", DROPOUT, *FAST]

@@ -182,3 +182,18 @@ def test_length_buckets_give_the_same_queries_as_the_whole_batch():
         torch.testing.assert_close(a.query[ia], b.query[ib], rtol=1e-5, atol=1e-5)
         inputs = v.user_inputs(torch.tensor([0, 1, 2, 4]), "test")
         torch.testing.assert_close(whole.user_queries(inputs), bucketed.user_queries(inputs), rtol=1e-5, atol=1e-5)
+
+
+def test_represent_asks_for_the_last_item_as_inference_asks_for_the_next():
+    """The representation of a training row is the query inference would make from the
+    row's items before its last one: the hidden state at a [MASK] in the last position."""
+    m = model()
+    seq = sequences()
+    seq[:, -1] = torch.arange(4)  # a real last item in every row
+    rep = m.represent({"sequence": seq})
+    assert rep.target.tolist() == [0, 1, 2, 3]
+    as_inference = seq.clone()
+    as_inference[:, -1] = MASK
+    with torch.no_grad():
+        torch.testing.assert_close(rep.vector, m.hidden(as_inference)[:, -1], rtol=1e-5, atol=1e-5)
+    assert m.represents() and m.sequence_key == "sequence" and m.mask_id == MASK and m.pad_id == PAD

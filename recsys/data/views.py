@@ -53,6 +53,22 @@ class BatchView:
         return {"user": users}
 
 
+class DrawingView(BatchView):
+    """A view whose batches are random draws from its own generator, named ``stream``
+    (seeded with the run's seed by the data module, saved in checkpoints)."""
+
+    stream: str = ""
+
+    def set_seed(self, seed: int) -> None:
+        self.generator = stream_generator(seed, self.stream)
+
+    def state_dict(self) -> dict:
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.generator.set_state(state["generator"])
+
+
 def check_train_rows(rows: object) -> str:
     """``rows`` if it names a :class:`PairView` row scheme, else a clear error."""
     if rows not in ("events", "users"):
@@ -60,7 +76,7 @@ def check_train_rows(rows: object) -> str:
     return rows  # type: ignore[return-value]
 
 
-class PairView(BatchView):
+class PairView(DrawingView):
     """Rows are (user, item) training pairs.
 
     ``rows="events"``: every training event once per epoch, in shuffled order (users weigh
@@ -77,6 +93,8 @@ class PairView(BatchView):
         seed: seed of the ``users`` draws (the data module sets the run's seed).
     """
 
+    stream = "pair_view"
+
     def __init__(self, split: SplitData, rows: str = "events", seed: int = 0) -> None:
         self.rows = check_train_rows(rows)
         self.user = split.train.user
@@ -85,15 +103,6 @@ class PairView(BatchView):
             self.by_user = split.train.csr()  # each user's items
             self.active = self.by_user.users_with_items()  # [U']
         self.set_seed(seed)
-
-    def set_seed(self, seed: int) -> None:
-        self.generator = stream_generator(seed, "pair_view")
-
-    def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
 
     def __len__(self) -> int:
         return int(self.user.numel())
@@ -155,7 +164,7 @@ class SequenceView(BatchView):
         return {"user": users, "input": self._history[stage][users]}  # [B], [B, L]
 
 
-class MaskedItemView(BatchView):
+class MaskedItemView(DrawingView):
     """The Cloze task of BERT4Rec (Sun et al., CIKM 2019): each training row is a user's
     last ``max_len`` training items in which every item is replaced by ``mask`` with
     probability ``mask_prob`` (always by ``[MASK]``, as in the reference code of Sun et al.
@@ -181,6 +190,8 @@ class MaskedItemView(BatchView):
         seed: seed of the draws (the data module sets the run's seed).
     """
 
+    stream = "masked_item_view"
+
     def __init__(self, split: SplitData, max_len: int, pad: int, mask: int, mask_prob: float, seed: int = 0) -> None:
         if isinstance(mask_prob, bool) or not isinstance(mask_prob, (int, float)) or not 0 < mask_prob <= 1:
             raise ConfigError(f"model.mask_prob must be a number in (0, 1], got {mask_prob!r}")
@@ -195,15 +206,6 @@ class MaskedItemView(BatchView):
         masks = torch.full((train.n_users, 1), mask, dtype=torch.long)  # [U, 1]
         self._inputs = {stage: torch.cat([h, masks], 1) for stage, h in history.items()}  # [U, L] history + [MASK]
         self.set_seed(seed)
-
-    def set_seed(self, seed: int) -> None:
-        self.generator = stream_generator(seed, "masked_item_view")
-
-    def state_dict(self) -> dict:
-        return {"generator": self.generator.get_state()}
-
-    def load_state_dict(self, state: dict) -> None:
-        self.generator.set_state(state["generator"])
 
     def __len__(self) -> int:
         return int(self.users.numel())

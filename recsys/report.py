@@ -36,6 +36,7 @@ import pandas as pd
 from recsys.errors import RecsysError
 
 SEED_KEYS = ("seed",)
+RESUME_KEYS = ("ckpt_path",)  # a run resumed from its last.ckpt is the same variant
 SHOWN = ("test/ndcg@10", "test/hr@10", "test/ndcg@20", "test/hr@20", "test/mrr", "val/ndcg@10")
 
 
@@ -100,7 +101,7 @@ def collect(sweep_dir: Path) -> list[Job]:
         raise RecsysError(f"{sweep_dir} holds no sweep jobs (no <n>_<overrides>/.hydra folders); is it a multirun directory?")
     jobs = [read_job(p) for p in job_dirs]
     keys = sorted({k for j in jobs for k in j.overrides})
-    varying = [k for k in keys if k not in SEED_KEYS and len({j.overrides.get(k) for j in jobs}) > 1]
+    varying = [k for k in keys if k not in SEED_KEYS + RESUME_KEYS and len({j.overrides.get(k) for j in jobs}) > 1]
     for j in jobs:
         j.variant = ",".join(f"{k}={j.overrides[k]}" for k in varying if k in j.overrides) or "all"
         j.seed = next((j.overrides[k] for k in SEED_KEYS if k in j.overrides), "")

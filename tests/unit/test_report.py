@@ -154,3 +154,11 @@ def test_cold_target_cut_needs_the_count_column_and_some_user(tmp_path):
     make_job(tmp_path / "warm", 0, "ce", 1, np.full(N_USERS, 0.5), target_counts=np.full(N_USERS, 50))
     with pytest.raises(RecsysError, match="at most 3 training interactions; raise --max-target-count"):
         report(tmp_path / "warm", max_target_count=3)
+
+
+def test_a_resumed_job_is_the_same_variant(tmp_path):
+    make_job(tmp_path, 0, "ce", 1, np.full(N_USERS, 0.5))
+    resumed = make_job(tmp_path, 1, "ce", 2, np.full(N_USERS, 0.4))
+    overrides = resumed / ".hydra" / "overrides.yaml"
+    overrides.write_text(overrides.read_text() + f"- ckpt_path={resumed}/checkpoints/last.ckpt\n")
+    assert {j.variant for j in collect(tmp_path)} == {"all"}

@@ -123,7 +123,7 @@ def restrict_to_cold_targets(jobs: list[Job], max_count: int) -> int:
         if "target_train_count" not in j.per_user:
             raise RecsysError(
                 f"{j.path / 'test_per_user.csv'} has no target_train_count column (runs before it was added); "
-                f"evaluate the run again with fit=false ckpt_path=<run>/checkpoints/best.ckpt"
+                f"evaluate the run again with fit=false ckpt_path=/path/to/run/checkpoints/best.ckpt"
             )
         count = j.per_user["target_train_count"]
         j.per_user = j.per_user[(count >= 0) & (count <= max_count)]

@@ -54,6 +54,14 @@ class Represented:
     target: Tensor
 
 
+def check_transformer_sizes(embedding_dim: int, num_heads: int, max_len: int, num_blocks: int) -> None:
+    """One-line errors for transformer sizes that cannot work (SASRec, BERT4Rec)."""
+    if embedding_dim % num_heads != 0:
+        raise ConfigError(f"model.embedding_dim ({embedding_dim}) must be divisible by model.num_heads ({num_heads})")
+    if max_len < 2 or num_blocks < 1:
+        raise ConfigError(f"model.max_len must be >= 2 and num_blocks >= 1, got {max_len}, {num_blocks}")
+
+
 def cosine_scores(query: Tensor, items: Tensor, temperature: float) -> Tensor:
     """Cosine similarity divided by ``temperature``; items ``[N, D]`` or ``[B, N, D]``."""
     q = F.normalize(query, dim=-1)

@@ -23,8 +23,7 @@ from torch import Tensor, nn
 
 from recsys.data.interactions import SplitData
 from recsys.data.views import BatchView, MaskedItemView
-from recsys.errors import ConfigError
-from recsys.models.base import Encoded, RecModel, Represented
+from recsys.models.base import Encoded, RecModel, Represented, check_transformer_sizes
 from recsys.models.buckets import length_buckets
 
 
@@ -65,12 +64,7 @@ class BERT4Rec(RecModel):
         seq_buckets: int = 4,
     ) -> None:
         super().__init__()
-        if embedding_dim % num_heads != 0:
-            raise ConfigError(
-                f"model.embedding_dim ({embedding_dim}) must be divisible by model.num_heads ({num_heads})"
-            )
-        if max_len < 2 or num_blocks < 1:
-            raise ConfigError(f"model.max_len must be >= 2 and num_blocks >= 1, got {max_len}, {num_blocks}")
+        check_transformer_sizes(embedding_dim, num_heads, max_len, num_blocks)
         self.n_items, self.max_len, self.dim, self.mask_prob = n_items, max_len, embedding_dim, mask_prob
         self.pad_id, self.mask_id = n_items, n_items + 1
         self.seq_buckets = seq_buckets

@@ -8,11 +8,29 @@ unless ``tied_output=False`` gives the output its own table (gSASRec's default,
 follows the reference implementation: the query is layer-normed, the residual is added to
 the normed query, then a layer-normed point-wise feed-forward with its own residual, and a
 final layer norm.
+
+Options beyond the paper, all off by default (the defaults are the paper's model):
+
+* gSASRec's reference settings (Petrov & Macdonald, RecSys 2023): ``input_scale=False``
+  drops the ``sqrt(D)`` scaling of the input item embeddings, and ``mask_padding_keys=True``
+  masks attention keys at padding positions, as the reference SASRec and gSASRec code do.
+* Context features (early fusion of side information, the "invasive" integration that
+  Xie et al., DIF-SR, SIGIR 2022, compare): each item feature named in
+  ``context_features`` is embedded (a multi-valued one, e.g. genres, as the mean of its
+  values' embeddings) and added to the item ID embedding (``context_fusion=add``) or
+  concatenated with it and projected back to ``D`` (``concat``, as RecBole's SASRecF,
+  Zhao et al., CIKM 2021); with ``context_output`` the scored item vectors are fused the
+  same way, so that an item with few events is scored through its features too. User
+  features named in ``user_context`` are embedded, summed and added to every position's
+  input, like the position embedding: attention and feed-forward layers then condition
+  on them, and the query (the last position's output) carries them in training and
+  evaluation alike.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -21,11 +39,16 @@ from torch import Tensor, nn
 from recsys.data.interactions import SplitData
 from recsys.data.views import BatchView, SequenceView
 from recsys.errors import ConfigError
-from recsys.models.base import Encoded, RecModel, Represented
+from recsys.models.base import Encoded, RecModel, Represented, check_transformer_sizes
+from recsys.models.towers import CategoricalFeatures, select_features
 
 
 class CausalSelfAttention(nn.Module):
-    """Multi-head attention of ``query`` positions over ``context``, causally masked."""
+    """Multi-head attention of ``query`` positions (the last ``Lq`` of the ``Lk`` context
+    positions) over ``context``, causally masked; given ``key_keep``, keys at padding
+    positions are masked too, except a query's own position, so that a padding query
+    whose earlier keys are all padding still has one key (no NaN; the block zeroes its
+    output)."""
 
     def __init__(self, dim: int, heads: int, dropout: float) -> None:
         super().__init__()
@@ -34,26 +57,36 @@ class CausalSelfAttention(nn.Module):
         self.kv_proj = nn.Linear(dim, 2 * dim)
         self.out_proj = nn.Linear(dim, dim)
 
-    def forward(self, query: Tensor, context: Tensor) -> Tensor:
+    def forward(self, query: Tensor, context: Tensor, key_keep: Tensor | None = None) -> Tensor:
+        """query ``[B, Lq, D]``, context ``[B, Lk, D]``, key_keep ``[B, Lk]`` bool -> ``[B, Lq, D]``."""
         b, lq, d = query.shape
         lk = context.shape[1]
         q = self.q_proj(query).view(b, lq, self.heads, d // self.heads).transpose(1, 2)  # [B, H, Lq, d/H]
         k, v = self.kv_proj(context).view(b, lk, 2, self.heads, d // self.heads).permute(2, 0, 3, 1, 4)
-        if lq == lk:
-            mask = None
-            causal = True
-        else:  # the last lq positions attend to every earlier one
-            mask = torch.ones(lq, lk, dtype=torch.bool, device=query.device).tril(lk - lq)
-            causal = False
+        mask, causal = attention_mask(lq, lk, key_keep, query.device)
         out = F.scaled_dot_product_attention(
             q, k, v, attn_mask=mask, is_causal=causal, dropout_p=self.dropout if self.training else 0.0
         )  # [B, H, Lq, d/H]
         return self.out_proj(out.transpose(1, 2).reshape(b, lq, d))  # [B, Lq, D]
 
 
+def attention_mask(lq: int, lk: int, key_keep: Tensor | None, device: torch.device) -> tuple[Tensor | None, bool]:
+    """``(attn_mask, is_causal)`` for :func:`F.scaled_dot_product_attention`, True where a
+    query may attend: query ``j`` is position ``lk - lq + j`` and sees keys up to it; with
+    ``key_keep`` ``[B, Lk]`` only kept keys and its own position (mask ``[B, 1, Lq, Lk]``)."""
+    if key_keep is None and lq == lk:
+        return None, True
+    causal = torch.ones(lq, lk, dtype=torch.bool, device=device).tril(lk - lq)  # [Lq, Lk]
+    if key_keep is None:  # the last lq positions attend to every earlier one
+        return causal, False
+    own = causal & ~causal.tril(lk - lq - 1)  # [Lq, Lk] each query's own position
+    return causal & (key_keep[:, None, None, :] | own), False  # [B, 1, Lq, Lk]
+
+
 class SASRecBlock(nn.Module):
-    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+    def __init__(self, dim: int, heads: int, dropout: float, mask_padding_keys: bool = False) -> None:
         super().__init__()
+        self.mask_padding_keys = mask_padding_keys
         self.attn_norm = nn.LayerNorm(dim, eps=1e-8)
         self.attn = CausalSelfAttention(dim, heads, dropout)
         self.ffn_norm = nn.LayerNorm(dim, eps=1e-8)
@@ -65,7 +98,8 @@ class SASRecBlock(nn.Module):
     def forward(self, x: Tensor, keep: Tensor, last_only: bool = False) -> Tensor:
         """x ``[B, L, D]``, keep ``[B, L, 1]`` (0 at padding) -> ``[B, L or 1, D]``."""
         q = self.attn_norm(x[:, -1:] if last_only else x)  # [B, Lq, D]
-        h = q + self.drop(self.attn(q, x))
+        key_keep = keep.squeeze(-1) > 0 if self.mask_padding_keys else None  # [B, L]
+        h = q + self.drop(self.attn(q, x, key_keep))
         h = self.ffn_norm(h)
         h = h + self.ffn(h)
         return h * (keep[:, -1:] if last_only else keep)
@@ -83,6 +117,20 @@ class SASRec(RecModel):
         dropout: dropout rate (0.2 for ML-1M).
         tied_output: score with the input item embeddings (True, the paper) or with a
             separate output table (False).
+        input_scale: multiply input item embeddings by ``sqrt(D)`` (True, the paper's
+            code); False as gSASRec's reference.
+        mask_padding_keys: mask attention keys at padding positions (False: they are
+            attended, with the zero input projected to the key and value biases).
+        context_features: item features added to the item embeddings: names, ``[all]``
+            (every item feature of the data) or ``[]`` (IDs only: no feature parameters,
+            features ignored).
+        context_fusion: ``add`` (sum of the ID and feature embeddings) or ``concat``
+            (``[ID; features] -> Linear -> D``).
+        context_output: score with the fused item vectors too (False: the fusion is on the
+            input side only); ignored without context features.
+        user_context: user features whose embeddings are summed into every position's
+            input: names, ``[all]`` or ``[]``.
+        item_features, user_features, feature_cardinality: from the data.
     """
 
     def __init__(
@@ -94,35 +142,86 @@ class SASRec(RecModel):
         max_len: int = 50,
         dropout: float = 0.2,
         tied_output: bool = True,
+        input_scale: bool = True,
+        mask_padding_keys: bool = False,
+        context_features: Sequence[str] = (),
+        context_fusion: str = "add",
+        context_output: bool = False,
+        user_context: Sequence[str] = (),
+        item_features: dict[str, Tensor] | None = None,
+        user_features: dict[str, Tensor] | None = None,
+        feature_cardinality: dict[str, int] | None = None,
     ) -> None:
         super().__init__()
-        if embedding_dim % num_heads != 0:
-            raise ConfigError(
-                f"model.embedding_dim ({embedding_dim}) must be divisible by model.num_heads ({num_heads})"
-            )
-        if max_len < 2 or num_blocks < 1:
-            raise ConfigError(f"model.max_len must be >= 2 and num_blocks >= 1, got {max_len}, {num_blocks}")
-        self.n_items, self.max_len, self.dim = n_items, max_len, embedding_dim
+        if context_fusion not in ("add", "concat"):
+            raise ConfigError(f"model.context_fusion must be one of add, concat, got {context_fusion!r}")
+        check_transformer_sizes(embedding_dim, num_heads, max_len, num_blocks)
+        self.n_items, self.max_len, self.dim, self.input_scale = n_items, max_len, embedding_dim, input_scale
         self.item_emb = nn.Embedding(n_items + 1, embedding_dim, padding_idx=n_items)
         self.pos_emb = nn.Embedding(max_len, embedding_dim)
         self.emb_drop = nn.Dropout(dropout)
-        self.blocks = nn.ModuleList(SASRecBlock(embedding_dim, num_heads, dropout) for _ in range(num_blocks))
+        self.blocks = nn.ModuleList(
+            SASRecBlock(embedding_dim, num_heads, dropout, mask_padding_keys) for _ in range(num_blocks)
+        )
         self.out_norm = nn.LayerNorm(embedding_dim, eps=1e-8)
         self.out_emb = None if tied_output else nn.Embedding(n_items, embedding_dim)  # scoring table
+        self._add_context(context_features, context_fusion, context_output, user_context,
+                          item_features or {}, user_features or {}, feature_cardinality or {})
         for p in self.parameters():
             if p.dim() > 1:
                 nn.init.xavier_normal_(p)
         with torch.no_grad():
-            self.item_emb.weight[n_items].zero_()
+            for module in self.modules():  # the padding item and missing feature values embed to zero
+                if isinstance(module, nn.Embedding) and module.padding_idx is not None:
+                    module.weight[module.padding_idx].zero_()
+
+    def _add_context(self, item_names, fusion, output, user_names, item_features, user_features, cardinality) -> None:
+        """The feature embeddings of the chosen item and user features (none for IDs only)."""
+        self.item_context = self.context_proj = self.user_context = None
+        self.context_output = False
+        item_names = select_features(item_names, item_features, "model.context_features", "item")
+        user_names = select_features(user_names, user_features, "model.user_context", "user")
+        d = self.dim
+        if item_names:
+            values = {n: item_features[n].reshape(self.n_items, -1) for n in item_names}  # [I, V]
+            values = {n: torch.cat([v, v.new_full((1, v.shape[1]), -1)]) for n, v in values.items()}  # [I+1, V]: padding has none
+            self.item_context = CategoricalFeatures(values, cardinality, d)  # [..., F * D]
+            self.context_proj = nn.Linear((1 + len(item_names)) * d, d) if fusion == "concat" else None
+            self.context_output = bool(output)
+        if user_names:
+            self.user_context = CategoricalFeatures({n: user_features[n] for n in user_names}, cardinality, d)
 
     def make_view(self, split: SplitData) -> BatchView:
         return SequenceView(split, self.max_len, pad=self.n_items)
 
-    def hidden(self, seq: Tensor, last_only: bool = False) -> Tensor:
-        """seq ``[B, L]`` item ids -> ``[B, L, D]`` (or ``[B, 1, D]`` with ``last_only``)."""
+    def fuse(self, id_vectors: Tensor, ids: Tensor) -> Tensor:
+        """The item vectors ``id_vectors`` ``[..., D]`` of the items ``ids`` ``[...]`` fused
+        with the items' context features (unchanged for IDs only) -> ``[..., D]``."""
+        if self.item_context is None:
+            return id_vectors
+        if ids.numel() > self.n_items:  # embed every item's features once, then gather
+            features = self.item_context(torch.arange(self.n_items + 1, device=ids.device))[ids]  # [..., F * D]
+        else:
+            features = self.item_context(ids)  # [..., F * D], zeros for the padding id
+        if self.context_proj is None:
+            return id_vectors + features.unflatten(-1, (-1, self.dim)).sum(-2)  # [..., D]
+        return self.context_proj(torch.cat([id_vectors, features], -1))  # [..., D]
+
+    def user_vector(self, user: Tensor | None) -> Tensor:
+        """user ``[B]`` ids -> ``[B, D]`` the sum of their context feature embeddings."""
+        if user is None:
+            raise ValueError("SASRec with user context features needs the users' ids (the batch's 'user')")
+        return self.user_context(user).unflatten(-1, (-1, self.dim)).sum(-2)  # [B, D]
+
+    def hidden(self, seq: Tensor, last_only: bool = False, user: Tensor | None = None) -> Tensor:
+        """seq ``[B, L]`` item ids (and user ``[B]`` ids, needed with user context) ->
+        ``[B, L, D]`` (or ``[B, 1, D]`` with ``last_only``)."""
         keep = (seq != self.n_items).unsqueeze(-1).float()  # [B, L, 1]
         positions = torch.arange(seq.shape[1], device=seq.device)  # [L]
-        x = self.item_emb(seq) * math.sqrt(self.dim) + self.pos_emb(positions)  # [B, L, D]
+        items = self.fuse(self.item_emb(seq), seq)  # [B, L, D]
+        x = (items * math.sqrt(self.dim) if self.input_scale else items) + self.pos_emb(positions)  # [B, L, D]
+        if self.user_context is not None:
+            x = x + self.user_vector(user).unsqueeze(1)  # [B, L, D], the same at every position
         x = self.emb_drop(x) * keep
         for i, block in enumerate(self.blocks):
             x = block(x, keep, last_only=last_only and i == len(self.blocks) - 1)
@@ -130,15 +229,26 @@ class SASRec(RecModel):
 
     def encode(self, batch: dict[str, Tensor]) -> Encoded:
         seq, target = batch["input"], batch["target"]  # [B, L], [B, L]
-        h = self.hidden(seq)  # [B, L, D]
+        h = self.hidden(seq, user=batch["user"])  # [B, L, D]
         valid = target != self.n_items  # [B, L]
         user = batch["user"].unsqueeze(1).expand_as(target)[valid]  # [R]
         return Encoded(query=h[valid], target=target[valid], user=user)  # [R, D], [R]
 
+    def id_table(self) -> Tensor:
+        """``[I, D]`` the scoring table of item IDs (the input table when tied)."""
+        return self.item_emb.weight[: self.n_items] if self.out_emb is None else self.out_emb.weight
+
     def item_embeddings(self) -> Tensor:
-        if self.out_emb is not None:
-            return self.out_emb.weight  # [I, D]
-        return self.item_emb.weight[: self.n_items]  # [I, D]
+        table = self.id_table()  # [I, D]
+        if not self.context_output:
+            return table
+        return self.fuse(table, torch.arange(self.n_items, device=table.device))  # [I, D]
+
+    def item_vectors(self, ids: Tensor) -> Tensor:
+        """With ``context_output``, only the items ``ids`` are fused (``[...]`` -> ``[..., D]``)."""
+        if not self.context_output:
+            return super().item_vectors(ids)
+        return self.fuse(self.id_table()[ids], ids)  # [..., D]
 
     def named_vectors(self) -> dict[str, Tensor]:
         """Item and position embeddings, and each head's query projection of the first
@@ -148,7 +258,7 @@ class SASRec(RecModel):
         return {"item_embeddings": self.item_embeddings(), "positions": self.pos_emb.weight, "attention_heads": heads}
 
     def user_queries(self, inputs: dict[str, Tensor]) -> Tensor:
-        return self.hidden(inputs["input"], last_only=True)[:, -1]  # [B, D]
+        return self.hidden(inputs["input"], last_only=True, user=inputs.get("user"))[:, -1]  # [B, D]
 
     sequence_key = "input"  # represent() reads the training input sequence (augmentations rewrite it)
 

@@ -1,10 +1,14 @@
-"""Building blocks of the two-tower model: feature embeddings, towers and fusion."""
+"""Building blocks of the two-tower model: feature embeddings (also SASRec's context features),
+towers and fusion."""
 
 from __future__ import annotations
+
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
 
+from recsys.errors import ConfigError
 from recsys.models.buckets import length_buckets
 
 
@@ -29,14 +33,38 @@ class CategoricalFeatures(nn.Module):
         self.out_dim = dim * len(self.names)
 
     def forward(self, ids: Tensor) -> Tensor:
-        """ids ``[B]`` -> ``[B, dim * n_features]`` (``[B, 0]`` without features)."""
+        """ids ``[...]`` -> ``[..., dim * n_features]`` (``[..., 0]`` without features); an
+        entity whose values are all missing gets zeros."""
         parts = []
         for name in self.names:
             table = self.tables[name]
-            values = getattr(self, f"values_{name}")[ids]  # [B, L]
-            valid = (values != table.padding_idx).unsqueeze(-1).float()  # [B, L, 1]
-            parts.append((table(values) * valid).sum(1) / valid.sum(1).clamp(min=1.0))  # [B, dim]
-        return torch.cat(parts, 1) if parts else torch.zeros(ids.shape[0], 0, device=ids.device)
+            values = getattr(self, f"values_{name}")[ids]  # [..., V]
+            valid = (values != table.padding_idx).unsqueeze(-1).float()  # [..., V, 1]
+            parts.append((table(values) * valid).sum(-2) / valid.sum(-2).clamp(min=1.0))  # [..., dim]
+        return torch.cat(parts, -1) if parts else torch.zeros(*ids.shape, 0, device=ids.device)
+
+
+def select_features(requested: Sequence[str], features: dict[str, Tensor], key: str, kind: str) -> list[str]:
+    """The feature names a model option asks for: ``[]`` none, ``[all]`` every feature of
+    the data, else the names themselves, each of which the data must have.
+
+    Args:
+        requested: the option's value.
+        features: the data's features of this kind, by name.
+        key: the option, for the message (``model.context_features``).
+        kind: ``item`` or ``user``, for the message.
+    """
+    requested = [requested] if isinstance(requested, str) else [str(name) for name in requested]
+    have = ", ".join(sorted(features)) or "none"
+    if requested == ["all"]:
+        if not features:
+            raise ConfigError(f"{key} asks for all {kind} features, but the data has no {kind} features; set it to [] (IDs only)")
+        return sorted(features)
+    unknown = [name for name in requested if name not in features]
+    if unknown or len(set(requested)) != len(requested):
+        what = f"unknown {kind} features {', '.join(unknown)}" if unknown else "a repeated name"
+        raise ConfigError(f"{key} has {what}; the data's {kind} features are: {have} (or [all], or [] for IDs only)")
+    return requested
 
 
 def mlp(in_dim: int, dim: int, dropout: float) -> nn.Sequential:

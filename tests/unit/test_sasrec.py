@@ -1,11 +1,12 @@
-"""SASRec: the evaluation query matches training's last position; tied and separate output tables."""
+"""SASRec: the evaluation query matches training's last position; tied and separate output
+tables; gSASRec's options (no input scaling, masked padding keys)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from recsys.models.sasrec import SASRec
+from recsys.models.sasrec import SASRec, SASRecBlock, attention_mask
 
 N_ITEMS, MAX_LEN = 30, 8
 
@@ -17,9 +18,13 @@ def sequences(batch: int = 5) -> torch.Tensor:
     return seq
 
 
+@pytest.mark.parametrize("mask_keys", [False, True])
 @pytest.mark.parametrize("tied", [True, False])
-def test_last_only_query_equals_the_full_pass_last_position(tied):
-    model = SASRec(N_ITEMS, embedding_dim=16, num_blocks=2, num_heads=2, max_len=MAX_LEN, dropout=0.0, tied_output=tied).eval()
+def test_last_only_query_equals_the_full_pass_last_position(tied, mask_keys):
+    model = SASRec(
+        N_ITEMS, embedding_dim=16, num_blocks=2, num_heads=2, max_len=MAX_LEN, dropout=0.0, tied_output=tied,
+        mask_padding_keys=mask_keys,
+    ).eval()
     seq = sequences()
     full = model.hidden(seq)[:, -1]  # [B, D]
     last = model.user_queries({"input": seq})  # [B, D]
@@ -47,11 +52,14 @@ def test_separate_output_table_gets_the_scoring_gradient():
     assert model.item_emb.weight.grad[unseen].abs().sum() == 0
 
 
+@pytest.mark.parametrize("mask_keys", [False, True])
 @pytest.mark.parametrize("heads", [1, 2])
-def test_outputs_up_to_t_ignore_the_items_after_t(heads):
+def test_outputs_up_to_t_ignore_the_items_after_t(heads, mask_keys):
     """Causality: the output at position t (the query for item t + 1) sees only items
     0..t, so replacing every item after t leaves outputs 0..t unchanged, for each t."""
-    model = SASRec(N_ITEMS, embedding_dim=16, num_blocks=2, num_heads=heads, max_len=MAX_LEN, dropout=0.0).eval()
+    model = SASRec(
+        N_ITEMS, embedding_dim=16, num_blocks=2, num_heads=heads, max_len=MAX_LEN, dropout=0.0, mask_padding_keys=mask_keys
+    ).eval()
     seq = sequences()  # [B, L], row 0 left-padded
     before = model.hidden(seq)  # [B, L, D]
     generator = torch.Generator().manual_seed(1)
@@ -62,3 +70,60 @@ def test_outputs_up_to_t_ignore_the_items_after_t(heads):
         after = model.hidden(changed)  # [B, L, D]
         torch.testing.assert_close(after[:, : t + 1], before[:, : t + 1], rtol=1e-5, atol=1e-5)
         assert not torch.allclose(after[:, t + 1 :], before[:, t + 1 :])  # the changes are seen later on
+
+
+def test_input_scale_multiplies_the_input_item_embeddings_by_sqrt_d():
+    """The default (the paper's code) scales by sqrt(D); ``input_scale=False`` (gSASRec) is
+    the same model with item embeddings sqrt(D) times smaller."""
+    torch.manual_seed(0)
+    scaled = SASRec(N_ITEMS, embedding_dim=16, max_len=MAX_LEN, dropout=0.0).eval()
+    plain = SASRec(N_ITEMS, embedding_dim=16, max_len=MAX_LEN, dropout=0.0, input_scale=False).eval()
+    plain.load_state_dict(scaled.state_dict())
+    with torch.no_grad():
+        plain.item_emb.weight.mul_(4.0)  # sqrt(16)
+    seq = sequences()
+    torch.testing.assert_close(plain.hidden(seq), scaled.hidden(seq), rtol=0, atol=0)
+
+
+def test_masked_padding_keys_do_not_reach_the_valid_positions():
+    """With ``mask_padding_keys`` what sits at padding positions does not change a valid
+    position's output; without it, padding keys are attended."""
+    torch.manual_seed(0)
+    x = torch.randn(3, MAX_LEN, 16)  # [B, L, D]
+    keep = torch.ones(3, MAX_LEN, 1)
+    keep[0, :3] = 0
+    keep[1, :] = 0  # a row of padding only
+    noise = torch.randn_like(x) * (1 - keep)  # [B, L, D], at padding only
+    for mask_keys in (True, False):
+        block = SASRecBlock(16, 2, 0.0, mask_padding_keys=mask_keys).eval()
+        a, b = block(x * keep, keep), block(x * keep + noise, keep)  # [B, L, D]
+        assert torch.isfinite(a).all() and torch.isfinite(b).all()
+        valid = keep.squeeze(-1).bool()
+        assert torch.allclose(a[valid], b[valid], atol=1e-6) == mask_keys
+        assert a[~valid].abs().sum() == 0  # padding outputs are zeroed either way
+
+
+def test_masks_combine_causality_and_key_padding_without_empty_rows():
+    keep = torch.tensor([[False, False, True, True], [True, True, True, True]])  # [B, Lk]
+    mask, causal = attention_mask(4, 4, keep, torch.device("cpu"))
+    assert not causal and mask.shape == (2, 1, 4, 4)
+    tril = torch.ones(4, 4, dtype=torch.bool).tril()
+    assert torch.equal(mask[1, 0], tril)  # no padding: causal only
+    assert torch.equal(mask[0, 0], tril & (keep[0] | torch.eye(4, dtype=torch.bool)))
+    assert mask.any(-1).all()  # every query has a key: the leading padding queries see themselves
+    last, _ = attention_mask(1, 4, keep, torch.device("cpu"))  # the last_only query
+    assert torch.equal(last[:, 0, 0], keep)
+    assert attention_mask(4, 4, None, torch.device("cpu")) == (None, True)  # the default path
+    unmasked, _ = attention_mask(1, 4, None, torch.device("cpu"))
+    assert unmasked.all()
+
+
+def test_fully_padded_sequences_give_finite_outputs_and_gradients():
+    model = SASRec(N_ITEMS, embedding_dim=16, num_heads=2, max_len=MAX_LEN, dropout=0.3, mask_padding_keys=True)
+    seq = sequences()
+    seq[1] = N_ITEMS  # nothing at all
+    h = model.hidden(seq)  # [B, L, D]
+    assert torch.isfinite(h).all()
+    h.sum().backward()
+    assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+    assert torch.isfinite(model.eval().user_queries({"input": seq})).all()

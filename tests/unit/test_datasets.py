@@ -21,7 +21,7 @@ from recsys.data.datasets.movielens import ML1M, ML100K, year_bucket
 from recsys.data.datasets.parsing import pad_lists, positions, remap
 from recsys.data.files import RemoteFile, resolve
 from recsys.data.interactions import Interactions
-from recsys.errors import DataError
+from recsys.errors import ConfigError, DataError
 
 
 
@@ -427,6 +427,64 @@ def test_custom_errors(tmp_path: Path, log: pd.DataFrame) -> None:
     (tmp_path / "log.json").write_text("{}")
     with raises_one_line("cannot tell the format"):
         CustomDataset("log.json").load(tmp_path)
+
+
+def write_featured(tmp_path: Path) -> Path:
+    """Items a, b, c (genres "a|b", "b", none) and users u1, u2 (ages 30, missing)."""
+    path = tmp_path / "feat.csv"
+    path.write_text(
+        "user_id,item_id,timestamp,genre,age\n"
+        "u2,b,1,b,\n"
+        "u1,a,2,a|b,30\n"
+        "u1,c,3,,30\n"
+        "u2,a,4,c,\n"  # not a's first row: ignored
+    )
+    return path
+
+
+def test_custom_features(tmp_path: Path) -> None:
+    path = write_featured(tmp_path)
+    inter = CustomDataset(str(path), item_feature_cols=["genre"], user_feature_cols="age").load(tmp_path).interactions
+    assert_valid(inter)
+    assert inter.item_features["genre"].dtype == torch.int64
+    assert inter.item_features["genre"].tolist() == [[0, 1], [1, -1], [-1, -1]]  # a: a|b, b: b, c: none
+    assert inter.user_features["age"].tolist() == [0, -1]  # u1: "30", u2: missing
+    assert inter.feature_cardinality == {"genre": 2, "age": 1}
+    plain = CustomDataset(str(path)).load(tmp_path).interactions
+    assert plain.item_features == {} and plain.user_features == {} and plain.feature_cardinality == {}
+    single = CustomDataset(str(path), item_feature_cols=["age"]).load(tmp_path).interactions
+    assert single.item_features["age"].tolist() == [[0], [-1], [0]]  # one value each: V = 1 (30 read as a number)
+
+
+def test_custom_feature_errors(tmp_path: Path) -> None:
+    path = write_featured(tmp_path)
+    with raises_one_line(
+        r"no column 'kind' for item features: found 'user_id', 'item_id', 'timestamp', 'genre', 'age'; "
+        r"set data.dataset.item_feature_cols"
+    ):
+        CustomDataset(str(path), item_feature_cols=["kind"]).load(tmp_path)
+    with raises_one_line(r"no column 'kind' for user features.*data.dataset.user_feature_cols"):
+        CustomDataset(str(path), user_feature_cols=["kind"]).load(tmp_path)
+    with raises_one_line(r"row 2 \(line 3\) of .*gives the user feature 'genre' several values"):
+        CustomDataset(str(path), user_feature_cols=["genre"]).load(tmp_path)
+    with raises_one_line("'genre' is both an item and a user feature", kind=ConfigError):
+        CustomDataset(str(path), item_feature_cols=["genre"], user_feature_cols=["genre"])
+
+
+def test_custom_features_reach_sasrec_context(tmp_path: Path, cfg_factory) -> None:
+    from recsys.wiring import build
+
+    path = tmp_path / "events.csv"
+    genre = {"a": "x|y", "b": "y", "c": "", "d": "z"}
+    rows = [f"u{u},{i},{t},{genre[i]}" for u in range(3) for t, i in enumerate("abcd")]  # 4 events per user
+    path.write_text("user_id,item_id,timestamp,genre\n" + "\n".join(rows) + "\n")
+    cfg = cfg_factory(
+        ["model=sasrec_context", "data=custom", f"data.dataset.path={path}", "data.dataset.item_feature_cols=[genre]",
+         "eval.ks=[2]", "eval.monitor=val/ndcg@2"],
+        data_dir=tmp_path,
+    )
+    _, module = build(cfg)
+    assert module.model.item_context is not None
 
 
 # --------------------------------------------------------------------------- helpers

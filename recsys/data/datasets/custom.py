@@ -7,12 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from recsys.data.datasets.base import Dataset
 from recsys.data.datasets.parsing import make_interactions, no_interactions, positions, remap
 from recsys.data.interactions import RawData
 from recsys.data.texts import ItemTexts
-from recsys.errors import DataError
+from recsys.errors import ConfigError, DataError
 
 _SEPARATORS = {".csv": ",", ".tsv": "\t", ".txt": "\t"}
 
@@ -42,6 +43,19 @@ class CustomDataset(Dataset):
         item_text_cols: the text columns, in the order the item text joins them; None takes
             every column but ``item_col`` of ``item_text_path``. Set without
             ``item_text_path``, the columns are read from the events file (an item's first row).
+        item_feature_cols: columns of the events file holding categorical item features
+            (``Interactions.item_features``, e.g. for ``model=sasrec_context``), each named
+            after its column. An item's value comes from its first row in the file (other
+            rows are not checked); a text value is split on ``feature_sep`` into several
+            values (genres ``Action|Comedy``), surrounding spaces are dropped, and a missing
+            or empty value gives no value. Output: ``[n_items, V]`` int64 ids padded with
+            ``-1`` (``V``: the most values of any item, at least 1).
+        user_feature_cols: the same for users, from a user's first row: ``[n_users]`` int64
+            ids, ``-1`` for missing. A user feature takes one value: a value that splits into
+            several raises a :class:`DataError`. A name may not be both an item and a user
+            feature.
+        feature_sep: the separator of multi-valued feature values. The values of a feature
+            get ids ``0..K-1`` in sorted text order (``feature_cardinality`` is ``K``).
         download: unused (there is nothing to download); kept for a uniform signature.
     """
 
@@ -58,6 +72,9 @@ class CustomDataset(Dataset):
         header: bool = True,
         item_text_path: str | None = None,
         item_text_cols: list[str] | None = None,
+        item_feature_cols: list[str] | None = None,
+        user_feature_cols: list[str] | None = None,
+        feature_sep: str = "|",
         download: bool = False,
     ) -> None:
         super().__init__(download=download)
@@ -67,15 +84,39 @@ class CustomDataset(Dataset):
         if isinstance(item_text_cols, str):  # one column given as a bare name
             item_text_cols = [item_text_cols]
         self.item_text_cols = None if item_text_cols is None else [str(c) for c in item_text_cols]
+        self.item_feature_cols, self.user_feature_cols = _names(item_feature_cols), _names(user_feature_cols)
+        both = [c for c in self.item_feature_cols if c in self.user_feature_cols]
+        if both:
+            raise ConfigError(
+                f"{', '.join(repr(c) for c in both)} is both an item and a user feature of the custom dataset "
+                f"(feature names are shared); keep it in only one of data.dataset.item_feature_cols and "
+                f"data.dataset.user_feature_cols"
+            )
+        self.feature_sep = str(feature_sep)
 
     @property
     def columns(self) -> list[str]:
         return [self.user_col, self.item_col] + ([self.time_col] if self.time_col else [])
 
     def load(self, data_dir: Path | str) -> RawData:
-        frame, path, first_line = self._events(data_dir)
+        frame, path, first_line = self._events(data_dir, extra=self.item_feature_cols + self.user_feature_cols)
         user, user_tokens = remap(frame[self.user_col])
         item, item_tokens = remap(frame[self.item_col])
+        item_features, user_features, cardinality = {}, {}, {}
+        for col in self.item_feature_cols:
+            codes, cardinality[col], _ = self._feature(frame[col], item, len(item_tokens))
+            item_features[col] = torch.from_numpy(codes)
+        for col in self.user_feature_cols:
+            codes, cardinality[col], rows = self._feature(frame[col], user, len(user_tokens))
+            several = np.flatnonzero((codes[:, 1:] >= 0).any(1)) if codes.shape[1] > 1 else []
+            if len(several):
+                row = int(rows[several[0]])
+                raise DataError(
+                    f"{_where(row, first_line)} of {path} gives the user feature {col!r} several values "
+                    f"({str(frame[col].iloc[row])[:40]!r} split on {self.feature_sep!r}), but a user feature takes one; "
+                    f"change data.dataset.feature_sep or move {col!r} from data.dataset.user_feature_cols"
+                )
+            user_features[col] = torch.from_numpy(codes[:, 0].copy())
         if self.time_col is None:
             time = positions(user)  # row order within each user
         else:
@@ -84,9 +125,28 @@ class CustomDataset(Dataset):
             time = time[order] if time.dtype.kind == "i" else np.floor(time[order])
             user, item = user[order], item[order]
         inter = make_interactions(
-            user, item, time, len(user_tokens), len(item_tokens), has_timestamps=self.time_col is not None
+            user, item, time, len(user_tokens), len(item_tokens), has_timestamps=self.time_col is not None,
+            user_features=user_features, item_features=item_features, feature_cardinality=cardinality,
         )
         return RawData(interactions=inter)
+
+    def _feature(self, column: pd.Series, owner: np.ndarray, n: int) -> tuple[np.ndarray, int, np.ndarray]:
+        """``([n, V] int64 value ids padded with -1, number of values, [n] first row of each
+        owner)`` of a feature column: each owner's (item's or user's) value is that of its
+        first row, split on ``feature_sep``."""
+        first = np.flatnonzero(~pd.Series(owner).duplicated().to_numpy())  # first row of each owner
+        rows = np.empty(n, dtype=np.int64)
+        rows[owner[first]] = first  # every owner has a row
+        values = _strings(column.iloc[rows].reset_index(drop=True))  # [n], index = owner id
+        parts = values.str.split(self.feature_sep, regex=False).explode().str.strip()
+        parts = parts[parts.notna() & (parts != "")]
+        parts = parts[~pd.MultiIndex.from_arrays([parts.index, parts.to_numpy()]).duplicated()]  # "a|a" once
+        codes, vocabulary = pd.factorize(parts, sort=True)  # ids in sorted text order
+        at = parts.index.to_numpy(np.int64)
+        slot = pd.Series(at).groupby(at).cumcount().to_numpy()
+        out = np.full((n, int(slot.max()) + 1 if slot.size else 1), -1, dtype=np.int64)
+        out[at, slot] = codes
+        return out, len(vocabulary), rows
 
     def item_texts(self, data_dir: Path | str) -> ItemTexts:
         """Texts from the columns ``item_text_cols`` of ``item_text_path`` or of the events file.
@@ -140,7 +200,7 @@ class CustomDataset(Dataset):
                 f"missing file {path} for the custom dataset: expected a table with columns "
                 f"{', '.join(self.columns)}; check data.dataset.path (relative paths start at paths.data_dir)"
             )
-        frame, first_line = self._read(path, [c for c in extra if c not in self.columns])
+        frame, first_line = self._read(path, list(dict.fromkeys(c for c in extra if c not in self.columns)))
         if frame.empty:
             raise no_interactions(path)
         for col in (self.user_col, self.item_col):
@@ -168,10 +228,15 @@ class CustomDataset(Dataset):
             )
         missing = [c for c in extra or () if c not in frame.columns]
         if missing:
+            if missing[0] in self.item_feature_cols:
+                purpose, option = "item features", "data.dataset.item_feature_cols"
+            elif missing[0] in self.user_feature_cols:
+                purpose, option = "user features", "data.dataset.user_feature_cols"
+            else:
+                purpose, option = "item texts", "data.dataset.item_text_cols or data.dataset.item_text_path"
             raise DataError(
-                f"{path} has no column {', '.join(repr(c) for c in missing)} for item texts: found "
-                f"{', '.join(repr(c) for c in frame.columns)}; set data.dataset.item_text_cols or "
-                f"data.dataset.item_text_path"
+                f"{path} has no column {missing[0]!r} for {purpose}: found "
+                f"{', '.join(repr(c) for c in frame.columns)}; set {option}"
             )
         return frame[self.columns + list(extra or ())], first_line
 
@@ -253,6 +318,23 @@ def _keys(values: pd.Series, tokens: np.ndarray) -> pd.Index:
         whole = numbers.notna() & (numbers == np.floor(numbers))
         return pd.Index([int(n) if w else str(v) for n, w, v in zip(numbers, whole, values)], dtype=object)
     return pd.Index(values.astype(str), dtype=object)
+
+
+def _names(cols: list[str] | str | None) -> list[str]:
+    """Column names of a list option (None: none; a bare name: one)."""
+    if cols is None:
+        return []
+    return [str(cols)] if isinstance(cols, str) else [str(c) for c in cols]
+
+
+def _strings(column: pd.Series) -> pd.Series:
+    """A column as text (missing values stay missing; whole floats lose their ``.0``, since
+    a column of integers with gaps reads as floats)."""
+    if pd.api.types.is_float_dtype(column):
+        present = column.dropna()
+        if (present == np.floor(present)).all():
+            column = column.astype("Int64")
+    return column.astype("string")
 
 
 def _texts(column: pd.Series, at: np.ndarray) -> list[str]:

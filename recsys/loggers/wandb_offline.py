@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import struct
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -73,16 +74,42 @@ def _items(items) -> dict:
     return out
 
 
-def read_offline_run(run_dir: str | Path) -> OfflineRun:
-    """Decode ``run_dir`` (a ``wandb/offline-run-*`` folder) or its ``.wandb`` file."""
+def read_offline_run(run_dir: str | Path, wait_s: float = 30.0) -> OfflineRun:
+    """Decode ``run_dir`` (a ``wandb/offline-run-*`` folder) or its ``.wandb`` file.
+
+    W&B's service process writes the file after ``run.finish()`` has returned (on a busy
+    machine the file can still be empty then), so a run without its closing ``exit``
+    record is read again until it has one or ``wait_s`` seconds have passed; a run that is
+    still going (or was killed) is then returned as far as it goes (``exit_code`` None).
+    """
+    run_dir = Path(run_dir)
+    deadline = time.monotonic() + wait_s
+    while True:
+        try:
+            run = _read_once(run_dir)
+        except FileNotFoundError:
+            raise
+        except Exception:  # noqa: BLE001 - a record cut mid-write; read again while there is time
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(0.2)
+            continue
+        if run.exit_code is not None or time.monotonic() >= deadline:
+            return run
+        time.sleep(0.2)
+
+
+def _read_once(run_dir: Path) -> OfflineRun:
     from wandb.proto import wandb_internal_pb2 as pb
 
-    run_dir = Path(run_dir)
     files = [run_dir] if run_dir.is_file() else sorted(run_dir.glob("run-*.wandb"))
     if not files:
         raise FileNotFoundError(f"no run-*.wandb file in {run_dir}")
     run = OfflineRun(path=files[0])
-    for payload in _chunks(files[0].read_bytes()):
+    data = files[0].read_bytes()
+    if len(data) < _HEADER:  # not written yet
+        return run
+    for payload in _chunks(data):
         record = pb.Record()
         record.ParseFromString(payload)
         kind = record.WhichOneof("record_type")

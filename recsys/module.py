@@ -146,9 +146,9 @@ class RecModule(pl.LightningModule):
                 self.log(f"train/loss/{name}", value, on_step=True, on_epoch=True, batch_size=step.rows)
         scheduled = {**self.model.schedule_values(), **self.loss.schedule_values()}
         for name, term in self.aux.items():
-            for stat, value in getattr(term, "last_stats", {}).items():
+            for stat, value in term.last_stats.items():
                 self.log(f"train/aux/{name}/{stat}", value, on_step=True, on_epoch=True, batch_size=step.rows)
-            scheduled.update({f"aux.{name}.{k}": v for k, v in getattr(term, "schedule_values", dict)().items()})
+            scheduled.update({f"aux.{name}.{k}": v for k, v in term.schedule_values().items()})
         for name, value in scheduled.items():
             self.log(f"sched/{name}", value, on_step=True, on_epoch=False, batch_size=step.rows)
         return step.total

@@ -71,7 +71,9 @@ class RunCheckpoint(ModelCheckpoint):
             "best_k_models": {moved[path]: score for path, score in kept.items()},
             "best_model_path": moved.get(state_dict.get("best_model_path"), state_dict.get("best_model_path", "")),
             "kth_best_model_path": moved.get(state_dict.get("kth_best_model_path"), ""),
-            "last_model_path": "",  # this run writes its own last.ckpt at its first epoch's end
+            # this run's own last.ckpt, overwritten rather than versioned (last-v1.ckpt) when the
+            # folder holds one already, e.g. a run folder moved and resumed from there
+            "last_model_path": self.format_checkpoint_name({}, self.CHECKPOINT_NAME_LAST),
         })
 
     def _copy_here(self, path: str) -> str:

@@ -205,7 +205,9 @@ def test_run_checkpoint_copies_the_best_checkpoint_of_the_run_it_resumes(tmp_pat
     callback.load_state_dict(state)
     assert (new / "best.ckpt").read_bytes() == b"weights of epoch 0"
     assert callback.best_model_path == str(new / "best.ckpt") and callback.best_model_score == score
-    assert callback.best_k_models == {str(new / "best.ckpt"): score} and callback.last_model_path == ""
+    # the resumed run writes (and later overwrites) last.ckpt in its own folder, never last-v1.ckpt
+    assert callback.best_k_models == {str(new / "best.ckpt"): score}
+    assert callback.last_model_path == str(new / "last.ckpt")
     # a checkpoint written by Lightning's ModelCheckpoint resumes with it, and back
     from pytorch_lightning.callbacks import ModelCheckpoint
 
@@ -214,3 +216,25 @@ def test_run_checkpoint_copies_the_best_checkpoint_of_the_run_it_resumes(tmp_pat
     (old / "best.ckpt").unlink()  # gone: ModelCheckpoint's behaviour, with a warning
     with pytest.warns(UserWarning, match="missing"):
         RunCheckpoint(dirpath=str(tmp_path / "other"), monitor="val/ndcg@10", mode="max").load_state_dict(state)
+
+
+def test_early_stopping_keeps_the_configured_patience_and_the_count_on_resume():
+    """A run that stopped early is extended by resuming it with a larger eval.patience:
+    Lightning's EarlyStopping would restore the old patience and stop again at once."""
+    from pytorch_lightning.callbacks import EarlyStopping as LightningEarlyStopping
+
+    from recsys.callbacks.early_stopping import EarlyStopping
+
+    stopped = LightningEarlyStopping(monitor="val/ndcg@10", mode="max", patience=20)
+    stopped.wait_count, stopped.best_score, stopped.stopped_epoch = 20, torch.tensor(0.15), 135
+    extended = EarlyStopping(monitor="val/ndcg@10", mode="max", patience=60)
+    assert extended.state_key == stopped.state_key  # checkpoints of either class resume with the other
+    extended.load_state_dict(stopped.state_dict())
+    assert extended.patience == 60 and extended.wait_count == 20 and extended.best_score == 0.15
+    shorter = EarlyStopping(monitor="val/ndcg@10", mode="max", patience=5)
+    shorter.load_state_dict(stopped.state_dict())
+    assert shorter.patience == 5 and shorter.wait_count == 20
+
+
+def test_the_default_callbacks_use_the_resumable_early_stopping(cfg_factory):
+    assert cfg_factory([], keep_callbacks=True).callbacks.early_stopping._target_ == "recsys.callbacks.early_stopping.EarlyStopping"

@@ -76,17 +76,38 @@ class LeaveOneOut(Split):
     Args:
         min_events: users with fewer events keep everything in training (default 3, as in
             SASRec's reference code).
+        valid_users: ``None`` (default): every eligible user has a validation target.
+            An integer N: only N eligible users, drawn at random with ``seed``, do; the
+            others train on their second-to-last event (the gSASRec authors' protocol,
+            which validates on 512 users). Test is every eligible user's last event either way.
+        seed: seed of the ``valid_users`` draw.
     """
 
-    def __init__(self, min_events: int = 3) -> None:
+    def __init__(self, min_events: int = 3, valid_users: int | None = None, seed: int = 0) -> None:
+        if valid_users is not None and (isinstance(valid_users, bool) or not isinstance(valid_users, int)
+                                        or valid_users < 1):
+            raise ConfigError(f"split.valid_users must be a positive integer or null (every user), got {valid_users!r}")
         self.min_events = min_events
+        self.valid_users = valid_users
+        self.seed = seed
 
     def __call__(self, raw: RawData) -> SplitData:
         inter = raw.interactions
         from_end = _rank_from_end(inter.user, inter.n_users)  # [E]
-        eligible = inter.user_counts()[inter.user] >= self.min_events  # [E]
+        user_eligible = inter.user_counts() >= self.min_events  # [U]
+        eligible = user_eligible[inter.user]  # [E]
         is_test = eligible & (from_end == 0)
         is_valid = eligible & (from_end == 1)
+        if self.valid_users is not None:
+            candidates = user_eligible.nonzero().squeeze(1)  # [U_eligible]
+            if self.valid_users > candidates.numel():
+                raise ConfigError(f"split.valid_users={self.valid_users} but only {candidates.numel()} users have "
+                                  f">= {self.min_events} events; lower it or set it to null (every user)")
+            gen = torch.Generator().manual_seed(self.seed)
+            chosen = candidates[torch.randperm(candidates.numel(), generator=gen)[: self.valid_users]]  # [N]
+            validated = torch.zeros(inter.n_users, dtype=torch.bool)
+            validated[chosen] = True
+            is_valid &= validated[inter.user]
         train = inter.subset(~(is_test | is_valid))
         n = inter.n_users
         return SplitData(

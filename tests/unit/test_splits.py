@@ -65,6 +65,38 @@ def test_leave_one_out_min_events():
     assert [row(split.valid, u) for u in range(2)] == [[], [5]]
 
 
+def test_leave_one_out_valid_users_validates_a_seeded_subset_and_trains_on_the_rest():
+    rng = np.random.default_rng(1)
+    seqs = {u: rng.integers(0, 20, size=int(rng.integers(1, 9))).tolist() for u in range(40)}
+    inter = make_inter(seqs, n_users=40, n_items=20)
+    full = LeaveOneOut()(RawData(inter))
+    part = LeaveOneOut(valid_users=5, seed=3)(RawData(inter))
+    validated = part.valid.users_with_items().tolist()
+    assert len(validated) == 5 and set(validated) <= set(full.valid.users_with_items().tolist())
+    assert LeaveOneOut(valid_users=5, seed=3)(RawData(inter)).valid.users_with_items().tolist() == validated
+    assert LeaveOneOut(valid_users=5, seed=4)(RawData(inter)).valid.users_with_items().tolist() != validated
+    got_train = train_lists(part.train)
+    for u, s in seqs.items():
+        assert row(part.test, u) == row(full.test, u)  # test is unchanged
+        if u in validated:
+            assert got_train.get(u, []) == s[:-2] and row(part.valid, u) == [s[-2]]
+        elif len(s) >= 3:  # not validated: the second-to-last event is training data
+            assert got_train.get(u, []) == s[:-1] and row(part.valid, u) == []
+    assert len(part.train) == len(full.train) + len(full.valid.users_with_items()) - 5
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, "512", True])
+def test_leave_one_out_valid_users_must_be_a_positive_integer(bad):
+    with pytest.raises(ConfigError, match="split.valid_users must be a positive integer"):
+        LeaveOneOut(valid_users=bad)
+
+
+def test_leave_one_out_more_valid_users_than_eligible_users_is_one_line():
+    split = LeaveOneOut(valid_users=3)
+    with pytest.raises(ConfigError, match="split.valid_users=3 but only 1 users have >= 3 events"):
+        split(RawData(make_inter({0: [0, 1, 2], 1: [3, 4]}, n_users=2, n_items=6)))
+
+
 def test_leave_one_out_random_against_reference():
     rng = np.random.default_rng(0)
     seqs = {u: rng.integers(0, 20, size=int(rng.integers(0, 9))).tolist() for u in range(40)}

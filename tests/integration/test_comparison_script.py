@@ -1,5 +1,5 @@
 """``experiments/comparison.sh``: run folders named by variant and seed, seeds in order,
-JOBS at a time, failures reported and finished runs skipped.
+JOBS at a time, failures reported and finished runs skipped."""
 
 from __future__ import annotations
 

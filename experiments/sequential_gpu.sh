@@ -14,7 +14,9 @@
 # * context-aware SASRec against ID-only SASRec on beauty and on ml1m, 3 seeds.
 # Environment: RUNS (run folders), TRAINER (trainer overrides), LONG / SHORT (max_time of
 # the long runs and of each comparison run, DD:HH:MM:SS), EPOCHS_BEAUTY, EPOCHS_ML1M, EXTRA
-# (overrides for every run, e.g. +trainer.limit_train_batches=2 for a dry run on CPU).
+# (overrides for every run, e.g. +trainer.limit_train_batches=2 for a dry run on CPU),
+# B4R_CKPT (the BERT4Rec checkpoint to continue, in $RUNS/b4r_ml1m/checkpoints/; last-v1.ckpt
+# there because that run's folder had been moved before RunCheckpoint overwrote last.ckpt).
 set -uo pipefail
 runs=${RUNS:-/work/runs}
 trainer=${TRAINER:-trainer=gpu trainer.precision=32-true}

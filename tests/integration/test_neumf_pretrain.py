@@ -28,7 +28,7 @@ def test_pretraining_recipe_starts_neumf_from_the_gmf_and_mlp_runs(tmp_path):
     done = subprocess.run(["bash", str(SCRIPT), str(out), *SMALL], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
-    loaded = json.loads((out / "neumf" / "loaded_components.json").read_text())
+    loaded = json.loads((out / "neumf" / "loaded_components.json").read_text())["loaded"]
     assert [(r["source"], r["target"]) for r in loaded] == [("model.gmf", "gmf"), ("model.mlp", "mlp")]
     for name in ("gmf", "mlp"):  # every tensor of each pretrained branch was copied
         pretrained = branch_state(out / name / "checkpoints" / "best.ckpt", f"model.{name}.")

@@ -64,7 +64,6 @@ class CSAR(RecModel):
             if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
                 raise ConfigError(f"model.{key} must be a number > 0, got {value!r}")
         self.train_rows = check_train_rows(train_rows)
-        self.n_items = n_items
         self.user_emb = nn.Embedding(n_users, embedding_dim)
         self.item_emb = nn.Embedding(n_items, embedding_dim)
         self.prototypes = nn.Parameter(torch.randn(num_prototypes, embedding_dim) * prototype_std)  # [K, D]

@@ -37,6 +37,11 @@ CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 _PLURAL = {"data": "datasets", "loss": "losses", "callbacks": "callback sets", "hparams_search": "searches"}
 
 
+# In conf/loss/<name>.yaml: the loss's own search space for `python -m recsys.compare`
+# (recsys/compare/space.py). Reserved like _target_: validation skips it, and the loss's
+# constructor never receives it (recsys.wiring.build).
+SEARCH_SPACE_KEY = "_search_space_"
+
 MAX_DIRNAME = 180  # characters of the overrides kept in a run folder's name
 
 

@@ -15,7 +15,7 @@ from hydra.core.hydra_config import HydraConfig
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from recsys.config import check_ks
+from recsys.config import SEARCH_SPACE_KEY, check_ks
 from recsys.errors import ConfigError
 from recsys.outputs import write_json_atomic
 
@@ -50,7 +50,9 @@ def build(cfg: DictConfig):
     check_ks(cfg.eval.ks, split.n_items)
     model = build_model(cfg.model, split)
     sampler = instantiate(cfg.sampler)
-    loss = instantiate(cfg.loss)
+    loss_args = OmegaConf.to_container(cfg.loss, resolve=True)
+    loss_args.pop(SEARCH_SPACE_KEY, None)  # the loss's search space is for recsys.compare, not its constructor
+    loss = instantiate(loss_args)
     aux = {name: instantiate(term) for name, term in (cfg.get("aux") or {}).items()}
     for part in (model, sampler, loss, *aux.values()):
         part.setup(split)

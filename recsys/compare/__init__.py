@@ -1,0 +1,1 @@
+"""``python -m recsys.compare``: losses compared at an equal tuning budget (see :mod:`recsys.compare.protocol`)."""

@@ -33,7 +33,7 @@ class SSM(RecLoss):
             if s.neg_log_q is None:
                 raise ConfigError(
                     "loss=ssm with logq_lambda != 0 needs a sampler that exposes log-probabilities "
-                    "(uniform, popularity or in_batch); set loss.logq_lambda=0 or change sampler="
+                    "(uniform, popularity, in_batch or mixed); set loss.logq_lambda=0 or change sampler="
                 )
             neg = neg - self.logq_lambda * s.neg_log_q.float()
             if s.pos_log_q is not None:

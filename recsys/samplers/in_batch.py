@@ -37,11 +37,16 @@ class InBatchSampler(NegativeSampler):
         super().setup(split)
         self.log_q = item_log_frequency(split)  # [I]
 
+    def batch_items(self, pos: Tensor) -> Tensor:
+        """``[M]`` the negatives: the batch's positives ``[B]``, or a random subset of
+        ``max_negatives`` of them when the batch is larger."""
+        if self.max_negatives is None or pos.numel() <= self.max_negatives:
+            return pos  # [B]
+        gen = self.generator(pos.device)
+        keep = torch.randperm(pos.numel(), generator=gen, device=pos.device)[: self.max_negatives]  # [M]
+        return pos[keep]  # [M]
+
     def sample(self, pos: Tensor, user: Tensor) -> Negatives:
-        items = pos  # [B]
-        if self.max_negatives is not None and pos.numel() > self.max_negatives:
-            gen = self.generator(pos.device)
-            keep = torch.randperm(pos.numel(), generator=gen, device=pos.device)[: self.max_negatives]  # [M]
-            items = pos[keep]  # [M]
+        items = self.batch_items(pos)  # [M]
         log_q_table = self.log_q.to(pos.device)
         return Negatives(items=items, log_q=log_q_table[items], pos_log_q=log_q_table[pos])

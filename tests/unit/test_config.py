@@ -148,7 +148,7 @@ def test_a_model_with_nothing_to_fit_needs_no_epoch(cfg_factory, monkeypatch):
     "overrides, expected",
     [
         (["model.embeding_dim=32"], "model.embeding_dim is not in the config; check the spelling, or add it with +model.embeding_dim=32"),
-        (["sampler.num_negatives=8"], "(the options that have it: sampler=popularity, sampler=presampled"),
+        (["sampler.num_negatives=8"], "(the options that have it: sampler=mixed, sampler=popularity, sampler=presampled"),
         (["aux.orthogonal.weight=2"], "(the options that have it: aux=[orthogonal])"),
         (["+seed=3"], "+seed adds a key, but seed is already in the config; drop the +"),
         (["~callbacks.nope"], "~callbacks.nope removes a key, but callbacks.nope is not in the config"),

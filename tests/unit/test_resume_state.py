@@ -19,6 +19,7 @@ from recsys.losses.eainfonce import EntropyAdaptiveInfoNCE
 from recsys.models.mf import MF
 from recsys.module import RecModule
 from recsys.samplers.in_batch import InBatchSampler
+from recsys.samplers.mixed import MixedSampler
 from recsys.samplers.popularity import PopularitySampler
 from recsys.samplers.presampled import PresampledSampler
 from recsys.samplers.uniform import UniformSampler
@@ -41,6 +42,8 @@ SAMPLERS = {
     "uniform shared": lambda seed: UniformSampler(num_negatives=4, shared=True, seed=seed),
     "popularity": lambda seed: PopularitySampler(num_negatives=4, shared=False, seed=seed),
     "in_batch subset": lambda seed: InBatchSampler(max_negatives=3, seed=seed),
+    "mixed uniform": lambda seed: MixedSampler(num_negatives=4, max_negatives=3, seed=seed),
+    "mixed popularity": lambda seed: MixedSampler(num_negatives=4, pool="popularity", max_negatives=3, seed=seed),
 }
 POS = torch.tensor([0, 5, 9, 12, 3, 3, 7, 1])  # [B]
 USER = torch.tensor([0, 1, 2, 3, 4, 5, 0, 1])  # [B]
@@ -68,7 +71,7 @@ def test_sampler_draws_continue_exactly_after_load_state_dict(split, name):
 
 @pytest.mark.gpu
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
-@pytest.mark.parametrize("name", ["uniform per row", "in_batch subset"])
+@pytest.mark.parametrize("name", ["uniform per row", "in_batch subset", "mixed uniform", "mixed popularity"])
 def test_sampler_draws_on_the_batch_device_and_its_cuda_state_round_trips(split, name):
     sampler = SAMPLERS[name](7)
     sampler.setup(split)

@@ -67,6 +67,7 @@ class EvalSchema:
     ks: list[int] = field(default_factory=lambda: [10, 20])
     monitor: str = "val/ndcg@10"
     patience: int = 10
+    short_head_share: float = 0.2
 
 
 @dataclass

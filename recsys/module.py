@@ -56,6 +56,9 @@ class RecModule(pl.LightningModule):
         ks: metric cut-offs.
         n_items: catalogue size.
         monitor: the validation metric the checkpoint and early stopping follow.
+        short_head_share: share of training interactions held by the short head, for
+            ``aplt@K``; the evaluator reports ``arp@K``, ``aplt@K`` and ``novelty@K`` once
+            ``evaluator.setup(split)`` has given it the training popularity (``build`` does).
     """
 
     def __init__(
@@ -71,6 +74,7 @@ class RecModule(pl.LightningModule):
         aux: dict[str, torch.nn.Module] | None = None,
         loss_name: str | None = None,
         pretrained_parts: list[str] = (),
+        short_head_share: float = 0.2,
     ) -> None:
         super().__init__()
         self.model, self.loss, self.sampler = model, loss, sampler
@@ -79,7 +83,7 @@ class RecModule(pl.LightningModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.monitor = monitor
         self.pretrained_parts = list(pretrained_parts)
-        self.evaluator = RankingEvaluator(list(ks), n_items)
+        self.evaluator = RankingEvaluator(list(ks), n_items, short_head_share)
         self.test_per_user: dict[str, Tensor] = {}
         self._user_sample: list[Tensor] = []
         self._resumed_rng: dict | None = None  # global generators' states to restore (on_fit_start)

@@ -8,7 +8,12 @@ sweep has finished or is still running, and writes into ``<sweep dir>/report/``:
   seeds, mean and standard deviation over seeds of each metric in ``metrics.json``, and a
   paired significance test of the variant against the best one on per-user test NDCG@10
   (per-user values averaged over seeds, users paired): Wilcoxon signed-rank and paired
-  t-test, both Holm-corrected over the variants compared;
+  t-test, both Holm-corrected over the variants compared (``--metric`` picks another
+  per-user column, e.g. ``test/novelty@10``: the variant with the highest mean is then the
+  reference); ``report.md`` adds a table of the popularity-bias and beyond-accuracy
+  metrics (``coverage@K``, ``gini@K``, ``arp@K``, ``aplt@K``, ``novelty@K``; definitions
+  in :mod:`recsys.metrics.popularity`), whose lower ARP and Gini and higher APLT, novelty
+  and coverage mean less popularity bias;
 - ``jobs.csv``: every job with its status (``done``, ``failed`` with the error from its
   ``failed.json``, or ``unfinished``: still running, or killed) and final metrics;
 - ``train_loss.png`` and ``val_<metric>.png``: per-epoch curves (from each job's
@@ -38,6 +43,7 @@ from recsys.errors import RecsysError
 SEED_KEYS = ("seed",)
 RESUME_KEYS = ("ckpt_path",)  # a run resumed from its last.ckpt is the same variant
 SHOWN = ("test/ndcg@10", "test/hr@10", "test/ndcg@20", "test/hr@20", "test/mrr", "val/ndcg@10")
+BEYOND = ("coverage", "gini", "arp", "aplt", "novelty")  # test/<name>@K, the beyond-accuracy table
 
 
 @dataclass
@@ -111,7 +117,7 @@ def collect(sweep_dir: Path) -> list[Job]:
 def restrict_to_cold_targets(jobs: list[Job], max_count: int) -> int:
     """Keep, in every finished job, only the users whose test target has at most
     ``max_count`` training interactions; their per-user means replace the job's test
-    metrics (test metrics without a per-user column, e.g. coverage, are dropped).
+    metrics (test metrics without a per-user column, coverage and gini, are dropped).
 
     Returns:
         The number of users kept (of the first finished job).
@@ -281,6 +287,7 @@ def markdown(table: pd.DataFrame, jobs: list[Job], best: str | None, metric: str
         else:
             cells += ["–", "–", ""]
         lines.append("| " + " | ".join(cells) + " |")
+    lines += _beyond_accuracy_table(table, metrics, best)
     failed = [j for j in jobs if j.status == "failed"]
     if failed:
         lines += ["", "## Failed jobs", ""]
@@ -292,6 +299,46 @@ def markdown(table: pd.DataFrame, jobs: list[Job], best: str | None, metric: str
     if plots:
         lines += ["", "## Curves", ""] + [f"![{p}]({p})" for p in plots]
     return "\n".join(lines) + "\n"
+
+
+def beyond_accuracy_columns(metrics: list[str]) -> list[str]:
+    """The ``test/<name>@K`` metrics of :data:`BEYOND` among ``metrics``, by K, then in
+    :data:`BEYOND`'s order."""
+    found = []
+    for m in metrics:
+        name, _, k = m.removeprefix("test/").partition("@")
+        if m.startswith("test/") and name in BEYOND and k.isdigit():
+            found.append((int(k), BEYOND.index(name), m))
+    return [m for _, _, m in sorted(found)]
+
+
+def _beyond_accuracy_table(table: pd.DataFrame, metrics: list[str], best: str | None) -> list[str]:
+    """Markdown lines of the popularity-bias table (none when no run reported those metrics)."""
+    columns = beyond_accuracy_columns(metrics)
+    if not columns:
+        return []
+    lines = [
+        "", "## Popularity bias and beyond accuracy (test, full ranking)", "",
+        "coverage@K: share of the catalogue in some user's top K; gini@K: Gini index of the items' exposure in "
+        "all top-K lists (0 = even, towards 1 = all on one item); arp@K: mean training interactions of the "
+        "recommended items; aplt@K: share of recommended items outside the short head (the most popular items "
+        "holding `eval.short_head_share` of training interactions); novelty@K: mean self-information "
+        "-log2 p(i) in bits, p(i) = (training users of i + 1) / (training users + 1). Less popularity bias: "
+        "lower arp and gini, higher aplt, novelty and coverage.",
+        "",
+    ]
+    header = ["variant"] + [c.removeprefix("test/") for c in columns]
+    lines.append("| " + " | ".join(header) + " |")
+    lines.append("|" + "---|" * len(header))
+    for _, r in table.iterrows():
+        name = f"{r['variant']} (best)" if r["variant"] == best else str(r["variant"])
+        lines.append("| " + " | ".join([name] + [_fmt(r[f"{c} mean"], r[f"{c} std"], _digits(c)) for c in columns]) + " |")
+    return lines
+
+
+def _digits(metric: str) -> int:
+    """ARP is a count of interactions (1 decimal is enough); the rest are shares or bits."""
+    return 1 if metric.startswith("test/arp@") else 4
 
 
 def report(sweep_dir: str | Path, out_dir: str | Path | None = None, metric: str = "test/ndcg@10", curve: str = "val/ndcg@10",
@@ -332,7 +379,9 @@ def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m recsys.report", description=__doc__.split("\n")[0])
     parser.add_argument("sweep_dir", help="a multirun folder, e.g. logs/loss_comparison/multiruns/<time>")
     parser.add_argument("--out", default=None, help="output folder (default <sweep_dir>/report)")
-    parser.add_argument("--metric", default="test/ndcg@10", help="metric that picks the best variant and is tested per user")
+    parser.add_argument("--metric", default="test/ndcg@10",
+                        help="metric that picks the best variant (highest mean) and is tested per user; any per-user "
+                             "test column, e.g. test/novelty@10 or test/aplt@10")
     parser.add_argument("--curve", default="val/ndcg@10", help="per-epoch validation metric to plot")
     parser.add_argument("--max-target-count", type=int, default=None,
                         help="only users whose test target has at most this many training interactions (cold targets)")

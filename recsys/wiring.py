@@ -73,7 +73,9 @@ def build(cfg: DictConfig):
         aux=aux,
         loss_name=choice("loss"),
         pretrained_parts=[record["target"] for record in loaded],
+        short_head_share=cfg.eval.get("short_head_share", 0.2),
     )
+    module.evaluator.setup(split)  # training popularity, for arp@K, aplt@K and novelty@K
     return datamodule, module
 
 

@@ -5,7 +5,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from recsys.data.interactions import SplitData
 from recsys.errors import TrainingError
+from recsys.metrics.popularity import ItemPopularity, check_share, gini, list_metrics
 from recsys.metrics.ranking import metrics_from_ranks, target_ranks
 
 
@@ -21,20 +23,36 @@ class RankingEvaluator:
     Scores must be finite for every candidate: users with a NaN or infinite candidate
     score are counted (``nonfinite_users``), and :meth:`check_finite` stops the run.
 
+    Beyond accuracy (full ranking only, definitions in :mod:`recsys.metrics.popularity`):
+    the catalogue-level ``coverage@K`` and ``gini@K`` come from the exposure counts, an
+    ``[I]`` tensor per K summed over batches (``exposure``); the per-user ``arp@K``,
+    ``aplt@K`` and ``novelty@K`` need the training popularity, given once by :meth:`setup`
+    (without it they are not reported).
+
     Args:
         ks: cut-offs, e.g. ``[10, 20]``.
-        n_items: catalogue size, for coverage.
+        n_items: catalogue size, for coverage and the Gini index.
+        short_head_share: share of training interactions held by the short head (APLT).
     """
 
-    def __init__(self, ks: list[int], n_items: int) -> None:
-        self.ks, self.n_items = list(ks), n_items
+    def __init__(self, ks: list[int], n_items: int, short_head_share: float = 0.2) -> None:
+        check_share(short_head_share)
+        self.ks, self.n_items, self.short_head_share = list(ks), n_items, short_head_share
+        self.popularity: ItemPopularity | None = None
         self.reset()
+
+    def setup(self, split: SplitData) -> None:
+        """Take the items' training popularity from the split (once, before evaluating)."""
+        self.set_popularity(ItemPopularity.from_interactions(split.train, self.short_head_share))
+
+    def set_popularity(self, popularity: ItemPopularity) -> None:
+        self.popularity = popularity
 
     def reset(self) -> None:
         self.per_user: dict[str, list[Tensor]] = {}
         self.users: list[Tensor] = []
         self.n_users, self.nonfinite_users = 0, 0
-        self.recommended = {k: torch.zeros(self.n_items, dtype=torch.bool) for k in self.ks}
+        self.exposure = {k: torch.zeros(self.n_items, dtype=torch.long) for k in self.ks}  # [I] per K
 
     def update(self, scores: Tensor, batch: dict[str, Tensor], prefix: str) -> None:
         """scores ``[B, I]`` for the batch's users; ``batch`` holds ``target`` ``[B, T]``,
@@ -62,9 +80,12 @@ class RankingEvaluator:
         for name, values in metrics_from_ranks(target_ranks(scores, targets), self.ks).items():
             self._add(batch, f"{prefix}/{name}", values)
         top_scores, top = scores.topk(max(self.ks), dim=1)  # [B, Kmax]
-        shown = top_scores > float("-inf")  # excluded items are never recommended
+        top, shown = top.cpu(), (top_scores > float("-inf")).cpu()  # excluded items are never recommended
         for k in self.ks:
-            self.recommended[k][top[:, :k][shown[:, :k]].cpu()] = True
+            self.exposure[k] += torch.bincount(top[:, :k][shown[:, :k]], minlength=self.n_items)  # [I]
+        if self.popularity is not None:
+            for name, values in list_metrics(top, shown, self.popularity, self.ks).items():
+                self._add(batch, f"{prefix}/{name}", values)
 
     def _add(self, batch: dict[str, Tensor], name: str, values: Tensor) -> None:
         self.per_user.setdefault(name, []).append(values.detach().cpu())
@@ -87,11 +108,13 @@ class RankingEvaluator:
             )
 
     def compute(self, prefix: str) -> dict[str, float]:
-        """Means over evaluated users, plus coverage; refuses non-finite scores (:meth:`check_finite`)."""
+        """Means over evaluated users, plus coverage and the Gini index of exposure;
+        refuses non-finite scores (:meth:`check_finite`)."""
         self.check_finite(prefix)
         out = {name: float(torch.cat(v).mean()) for name, v in self.per_user.items() if name != "user"}
         for k in self.ks:
-            out[f"{prefix}/coverage@{k}"] = float(self.recommended[k].float().mean())
+            out[f"{prefix}/coverage@{k}"] = float((self.exposure[k] > 0).float().mean())
+            out[f"{prefix}/gini@{k}"] = gini(self.exposure[k])
         return out
 
     def per_user_table(self) -> dict[str, Tensor]:

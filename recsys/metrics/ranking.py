@@ -21,7 +21,9 @@ Definitions for a user with target set ``T`` and cut-off ``K``:
 * ``ndcg@K`` = sum over targets with rank <= K of 1/log2(rank + 1), divided by the ideal
   value sum_{i=1..min(|T|, K)} 1/log2(i + 1);
 * ``mrr`` = 1 / (best target rank), over the full ranking (no cut-off);
-* ``coverage@K`` (catalogue level) = share of items that appear in some user's top K.
+* ``coverage@K`` (catalogue level) = share of items that appear in some user's top K;
+  the popularity-bias metrics (``gini@K``, ``arp@K``, ``aplt@K``, ``novelty@K``) are
+  defined in :mod:`recsys.metrics.popularity`.
 
 With one target (leave-one-out) recall@K equals hr@K and ndcg@K is 1/log2(rank + 1).
 Scores must be finite for the allowed items (the evaluator stops the run otherwise): a row

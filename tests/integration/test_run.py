@@ -42,6 +42,8 @@ def test_main_command_on_synthetic_data(tmp_path):
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("val/ndcg@10", "test/ndcg@10", "test/hr@20", "test/recall@10", "test/mrr", "test/coverage@10"):
         assert key in metrics
+    for name in ("gini", "arp", "aplt", "novelty"):  # popularity bias, from the split's training counts
+        assert f"val/{name}@10" in metrics and f"test/{name}@20" in metrics
     # well above a random ranking (hr@10 of random is 10/1000 on the synthetic data)
     assert metrics["test/hr@10"] > 0.1
     assert (out / "config_resolved.yaml").is_file()
@@ -51,6 +53,8 @@ def test_main_command_on_synthetic_data(tmp_path):
     assert (out / "csv" / "metrics.csv").is_file()
     per_user = pd.read_csv(out / "test_per_user.csv")
     assert math.isclose(per_user["test/ndcg@10"].mean(), metrics["test/ndcg@10"], rel_tol=1e-5)
+    for name in ("arp", "aplt", "novelty"):  # per user, for the report's paired tests
+        assert math.isclose(per_user[f"test/{name}@10"].mean(), metrics[f"test/{name}@10"], rel_tol=1e-5)
     assert (per_user["target_train_count"] >= 0).all()  # every tested user has a target (for report --max-target-count)
     assert printed_table_row(result.stdout, "ndcg@10") == {
         "val": f"{metrics['val/ndcg@10']:.4f}", "test": f"{metrics['test/ndcg@10']:.4f}"}

@@ -405,7 +405,8 @@ def test_evaluator_matches_reference_and_is_batch_size_invariant():
         assert got[f"test/{name}"] == pytest.approx(value, abs=1e-6), name
     for k in ks:
         assert got[f"test/coverage@{k}"] == pytest.approx(coverage[k], abs=1e-6)
-    assert set(got) == {f"test/{n}" for n in means} | {f"test/coverage@{k}" for k in ks}
+    catalogue = {f"test/{m}@{k}" for m in ("coverage", "gini") for k in ks}  # per-user popularity metrics need setup
+    assert set(got) == {f"test/{n}" for n in means} | catalogue
 
 
 def test_evaluator_per_user_table_follows_users():

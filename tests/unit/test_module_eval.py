@@ -106,3 +106,28 @@ def test_nonfinite_item_vector_affects_every_user_that_can_be_shown_it():
     excluded_7 = sum(int((b["exclude_item"] == 7).sum()) for b in batches)  # 0 or a few users
     with pytest.raises(TrainingError, match=f"for {N_USERS - excluded_7} of {N_USERS} users"):
         module.on_validation_epoch_end()
+
+
+def test_test_stage_logs_and_tables_the_popularity_bias_metrics(monkeypatch):
+    """With the split's training popularity (``build`` calls ``evaluator.setup``), the test
+    stage logs arp/aplt/novelty/gini@K beside coverage@K, and the per-user ones reach the
+    per-user table that becomes ``test_per_user.csv``."""
+    from recsys.data.interactions import Interactions, SplitData
+
+    gen = torch.Generator().manual_seed(0)
+    user, item = torch.randint(0, N_USERS, (2000,), generator=gen), torch.randint(0, N_ITEMS, (2000,), generator=gen)
+    train = Interactions(user, item, torch.arange(2000), N_USERS, N_ITEMS).sorted()
+    held_out = UserItems.from_pairs(torch.arange(N_USERS), torch.zeros(N_USERS, dtype=torch.long), N_USERS)
+    module = make_module()
+    module.evaluator.setup(SplitData(train=train, valid=held_out, test=held_out))
+    logged = {}
+    monkeypatch.setattr(module, "log_dict", lambda metrics, **kw: logged.update(metrics))
+    run_stage(module, eval_batches(), "test")
+    module.on_test_epoch_end()
+    for k in (10, 100):
+        for name in ("coverage", "gini", "arp", "aplt", "novelty"):
+            assert f"test/{name}@{k}" in logged, name
+        for name in ("arp", "aplt", "novelty"):
+            assert module.test_per_user[f"test/{name}@{k}"].shape == (N_USERS,)
+            assert logged[f"test/{name}@{k}"] == pytest.approx(float(module.test_per_user[f"test/{name}@{k}"].mean()))
+    assert 0.0 <= logged["test/gini@10"] < 1.0 and 0.0 <= logged["test/aplt@10"] <= 1.0

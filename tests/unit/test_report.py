@@ -162,3 +162,61 @@ def test_a_resumed_job_is_the_same_variant(tmp_path):
     overrides = resumed / ".hydra" / "overrides.yaml"
     overrides.write_text(overrides.read_text() + f"- ckpt_path={resumed}/checkpoints/last.ckpt\n")
     assert {j.variant for j in collect(tmp_path)} == {"all"}
+
+
+def make_beyond_job(sweep: Path, num: int, loss: str, seed: int, rng: np.random.Generator, shift: float) -> dict:
+    """A finished job whose runs also report the popularity-bias metrics (per-user ARP,
+    APLT, novelty in test_per_user.csv; catalogue-level coverage and Gini in metrics.json)."""
+    job = make_job(sweep, num, loss, seed, rng.uniform(0.2, 0.5, N_USERS))
+    per_user = pd.read_csv(job / "test_per_user.csv")
+    per_user["test/arp@10"] = rng.uniform(100, 200, N_USERS) - 50 * shift
+    per_user["test/aplt@10"] = np.clip(rng.uniform(0, 0.3, N_USERS) + shift, 0, 1)
+    per_user["test/novelty@10"] = rng.uniform(3, 5, N_USERS) + shift
+    per_user.to_csv(job / "test_per_user.csv", index=False)
+    metrics = json.loads((job / "metrics.json").read_text())
+    metrics.update({c: float(per_user[c].mean()) for c in per_user.columns if c.startswith("test/")})
+    metrics.update({"test/coverage@10": 0.3 + shift / 10, "test/gini@10": 0.9 - shift / 10})
+    (job / "metrics.json").write_text(json.dumps(metrics))
+    return {"per_user": per_user, "metrics": metrics}
+
+
+def test_popularity_bias_columns_reach_the_tables_and_the_paired_tests(tmp_path):
+    rng = np.random.default_rng(4)
+    runs, num = {}, 0
+    for loss, shift in (("ce", 0.0), ("bpr", 0.5)):
+        for seed in (1, 2):
+            runs.setdefault(loss, []).append(make_beyond_job(tmp_path, num, loss, seed, rng, shift))
+            num += 1
+    md = report(tmp_path, tmp_path / "out").read_text()
+    table = pd.read_csv(tmp_path / "out" / "report.csv").set_index("variant")
+    for loss in runs:
+        for m in ("test/coverage@10", "test/gini@10", "test/arp@10", "test/aplt@10", "test/novelty@10"):
+            values = [r["metrics"][m] for r in runs[loss]]
+            assert np.isclose(table.loc[f"loss={loss}", f"{m} mean"], np.mean(values)), (loss, m)
+            assert np.isclose(table.loc[f"loss={loss}", f"{m} std"], np.std(values, ddof=1)), (loss, m)
+    assert "## Popularity bias and beyond accuracy (test, full ranking)" in md
+    assert "| variant | coverage@10 | gini@10 | arp@10 | aplt@10 | novelty@10 |" in md
+    bpr_gini = [r["metrics"]["test/gini@10"] for r in runs["bpr"]]
+    assert f"| {_fmt_pair(bpr_gini)} |" in md.split("## Popularity bias")[1]
+    # the paired tests on a per-user beyond-accuracy column: bpr (more novel) is the reference
+    novel = report(tmp_path, tmp_path / "novelty", metric="test/novelty@10")
+    ranked = pd.read_csv(novel.parent / "report.csv")
+    assert ranked.loc[0, "variant"] == "loss=bpr"
+    per_user = {k: np.mean([r["per_user"]["test/novelty@10"] for r in v], axis=0) for k, v in runs.items()}
+    row = ranked.set_index("variant").loc["loss=ce"]
+    assert row["users_paired"] == N_USERS
+    assert np.isclose(row["mean_diff_vs_best"], (per_user["bpr"] - per_user["ce"]).mean())
+    assert np.isclose(row["p_wilcoxon_holm"], stats.wilcoxon(per_user["bpr"], per_user["ce"]).pvalue)
+
+
+def _fmt_pair(values: list[float]) -> str:
+    return f"{np.mean(values):.4f} ± {np.std(values, ddof=1):.4f}"
+
+
+def test_beyond_accuracy_columns_are_ordered_by_k_then_metric_and_absent_without_them(tmp_path):
+    from recsys.report import beyond_accuracy_columns
+
+    names = ["test/novelty@20", "test/gini@10", "test/ndcg@10", "val/arp@10", "test/arp@10", "test/coverage@20", "epochs"]
+    assert beyond_accuracy_columns(names) == ["test/gini@10", "test/arp@10", "test/coverage@20", "test/novelty@20"]
+    make_job(tmp_path, 0, "ce", 1, np.full(N_USERS, 0.5))  # a run from before these metrics
+    assert "Popularity bias" not in report(tmp_path, tmp_path / "out").read_text()

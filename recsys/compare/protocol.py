@@ -97,7 +97,7 @@ def plan(cfg: DictConfig) -> list[LossPlan]:
         check_keys(space, run_cfg, loss)
         if run_cfg.eval.monitor != cfg.metric:
             raise ConfigError(
-                f"metric is {cfg.metric} but loss={loss}'s runs pick their checkpoint by eval.monitor={run_cfg.eval.monitor}; "
+                f"metric is {cfg.metric} but the runs of loss {loss} pick their checkpoint by eval.monitor={run_cfg.eval.monitor}; "
                 f"set both to the same (add eval.monitor={cfg.metric} to common)"
             )
         plans.append(LossPlan(i, loss, space))
@@ -119,7 +119,7 @@ def check_same_protocol(cfg: DictConfig, out: Path) -> None:
         if changed:
             raise ConfigError(
                 f"{out} holds a protocol with other {', '.join(changed)}; resume it with the same settings, "
-                f"or start another with name=<new name>"
+                f"or start another under a new name (the compare option `name`, or out_dir)"
             )
     else:
         out.mkdir(parents=True, exist_ok=True)
@@ -202,9 +202,9 @@ def tune(cfg: DictConfig, out: Path, p: LossPlan) -> None:
         run_dir = out / "tune" / p.loss / f"{k:03d}"
         if (run_dir / "params.json").exists():  # interrupted: the same settings again
             study.enqueue_trial(json.loads((run_dir / "params.json").read_text()))
-            print(f"loss={p.loss}: trial {k} was cut short; running it again with the same settings")
+            print(f"[{p.loss}] trial {k} was cut short; running it again with the same settings")
             shutil.rmtree(run_dir)
-        print(f"loss={p.loss}: trial {k + 1} of {cfg.trials}")
+        print(f"[{p.loss}] trial {k + 1} of {cfg.trials}")
 
         def objective(trial, k=k, run_dir=run_dir) -> float:
             params = {param.key: param.suggest(trial) for param in p.space}
@@ -234,7 +234,7 @@ def final_runs(cfg: DictConfig, out: Path, p: LossPlan) -> None:
         tuned = [as_override(k, v) for k, v in p.best["params"].items()]
         variants.append((f"tuned-t{p.best['trial']:03d}", tuned))
     else:
-        print(f"loss={p.loss}: no trial finished, so there is no tuned setting to retrain")
+        print(f"[{p.loss}] no trial finished, so there is no tuned setting to retrain")
     if cfg.untuned:
         variants.append(("untuned", []))
     for seed in cfg.seeds:
@@ -245,7 +245,7 @@ def final_runs(cfg: DictConfig, out: Path, p: LossPlan) -> None:
                 continue
             resume = [f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}"] if (run_dir / "checkpoints" / "last.ckpt").exists() else []
             overrides = [*_base(cfg, p.loss, cfg.final_budget), *params, f"seed={seed}"]
-            print(f"loss={p.loss}: final run {run_dir.name}")
+            print(f"[{p.loss}] final run {run_dir.name}")
             # the report names the variant by loss and setting (tuned | untuned) only
             label = [f"loss={p.loss}", f"setting={name.split('-')[0]}", f"seed={seed}"]
             run_training([*overrides, *resume], run_dir, label)

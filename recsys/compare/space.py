@@ -71,7 +71,7 @@ def parse_param(key: str, spec: Any, where: str) -> Param:
         return Param(key, kind, choices=tuple(choices))
     low, high, log = spec.get("low"), spec.get("high"), spec.get("log", False)
     if not (_is_number(low) and _is_number(high) and low < high):
-        raise ConfigError(f"{where}.{key} needs numbers low < high, got low={low!r}, high={high!r}")
+        raise ConfigError(f"{where}.{key} needs numbers low < high, got low {low!r} and high {high!r}")
     if kind == "int" and not (float(low).is_integer() and float(high).is_integer()):
         raise ConfigError(f"{where}.{key} is an int range, so low and high must be integers, got {low!r}, {high!r}")
     if not isinstance(log, bool):
@@ -101,7 +101,7 @@ def check_keys(params: list[Param], cfg: DictConfig, loss: str) -> None:
     seen: set[str] = set()
     for p in params:
         if p.key in seen:
-            raise ConfigError(f"{p.key} is declared twice in loss={loss}'s search space and shared_space; keep one")
+            raise ConfigError(f"{p.key} is declared twice in the search space of loss {loss} and shared_space; keep one")
         seen.add(p.key)
         if OmegaConf.select(cfg, p.key, default=_Missing) is _Missing:
             raise ConfigError(

@@ -11,6 +11,8 @@ Prints, for the real ml1m data on this machine:
 * seconds for one full-ranking evaluation of all 6,040 users by NeuMF (default sizes,
   untrained), whose scores run the network on all 6,040 x 3,416 (user, item) pairs in
   tiles of ``model.eval_chunk`` pairs: end to end and the scoring + ranking part alone;
+* the same for Wide & Deep (default sizes, ml1m's user and item features, untrained): the
+  wide part one matrix product, the tower on every pair in tiles;
 * peak resident memory of the process;
 * LightGCN on Gowalla (when its files are in the data directory; ``--no-gowalla`` skips
   it): seconds per BPR training step (3 layers, d=64, batch 8192: one propagation over
@@ -28,7 +30,7 @@ Prints, for the real ml1m data on this machine:
   MiniLM encoders.
 
 Targets on a 2-core CPU: load+split <= 5 s, evaluation <= 1 s, epoch <= 60 s, NeuMF
-evaluation <= 10 s;
+and Wide & Deep evaluation <= 10 s;
 Gowalla: step <= 0.5 s, evaluation <= 60 s; two-tower/SASRec default-run time <= 1.5.
 Usage: ``python -m experiments.bench [--steps N]`` (``--steps 0``, the default, times a
 whole epoch; ``N`` times N steps and extrapolates).
@@ -56,6 +58,7 @@ from recsys.losses.ce import CE
 from recsys.losses.bce import BCE
 from recsys.models.neumf import NeuMF
 from recsys.models.sasrec import SASRec
+from recsys.models.wide_deep import WideDeep
 from recsys.module import RecModule
 from recsys.samplers.full import FullSampler
 from recsys.samplers.uniform import UniformSampler
@@ -159,6 +162,21 @@ def bench_neumf_eval(split, dm: RecDataModule) -> dict[str, float]:
             "neumf_eval_ranking_only_s": figures["eval_ranking_only_s"]}
 
 
+def bench_wide_deep_eval(split, dm: RecDataModule) -> dict[str, float]:
+    """Wide & Deep's full-ranking evaluation (wide: one matrix product; deep: every pair
+    through the tower, in tiles), with ml1m's user and item features."""
+    train = split.train
+    model = WideDeep(split.n_users, split.n_items, train.user_features, train.item_features, train.feature_cardinality)
+    sampler, loss = UniformSampler(num_negatives=4), BCE()
+    for part in (model, sampler, loss):
+        part.setup(split)
+    dm.attach(model.make_view(split))
+    module = RecModule(model, loss, sampler, optimizer=None, n_items=split.n_items)
+    figures = bench_eval(module, dm)
+    return {"wide_deep_eval_end_to_end_s": figures["eval_end_to_end_s"],
+            "wide_deep_eval_ranking_only_s": figures["eval_ranking_only_s"]}
+
+
 DEFAULT_RUNS = {"sasrec": [], "two_tower": ["model=two_tower", "loss=nss"]}
 
 
@@ -211,6 +229,7 @@ def main() -> None:
     results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     targets = {"load_and_split_s": 5.0, "epoch_s": 60.0, "eval_end_to_end_s": 1.0, "neumf_eval_end_to_end_s": 10.0,
+               "wide_deep_eval_end_to_end_s": 10.0,
                "gowalla_step_s": 0.5, "gowalla_eval_end_to_end_s": 60.0, "default_time_ratio_two_tower_sasrec": 1.5}
     print(f"{'figure':52s} {'value':>12s}  target")
     for key, value in results.items():
@@ -241,6 +260,7 @@ def bench_ml1m(args: argparse.Namespace) -> dict[str, float]:
     results.update(bench_training(module, dm, args.steps))
     results.update(bench_eval(module, dm))
     results.update(bench_neumf_eval(split, dm))
+    results.update(bench_wide_deep_eval(split, dm))
     if not args.no_gowalla and (Path(args.data_dir) / "gowalla" / "train.txt").exists():
         results.update(bench_lightgcn_gowalla(args.data_dir))
     return results

@@ -77,6 +77,9 @@ def plan(cfg: DictConfig) -> list[LossPlan]:
     if not losses or len(set(losses)) != len(losses):
         raise ConfigError(f"losses must be a non-empty list of distinct losses, got {losses}")
     check_choices([f"loss={name}" for name in losses])
+    stray = [str(x) for x in cfg.get("only") or [] if str(x) not in losses]
+    if stray:
+        raise ConfigError(f"only names losses that are not in losses: {', '.join(stray)}; only picks a subset of losses")
     for key in ("trials", "startup_trials"):
         if isinstance(cfg[key], bool) or not isinstance(cfg[key], int) or cfg[key] < (1 if key == "trials" else 0):
             raise ConfigError(f"{key} must be an integer >= {1 if key == 'trials' else 0}, got {cfg[key]!r}")
@@ -270,8 +273,9 @@ def run_protocol(cfg: DictConfig) -> Path:
     out = Path(cfg.out_dir)
     plans = plan(cfg)
     check_same_protocol(cfg, out)
-    for p in plans:
+    mine = [p for p in plans if not cfg.get("only") or p.loss in cfg.only]
+    for p in mine:
         tune(cfg, out, p)
-    for p in plans:
+    for p in mine:
         final_runs(cfg, out, p)
     return write_summary(cfg, out, plans)

@@ -111,6 +111,16 @@ def test_more_trials_extend_a_finished_protocol(tmp_path, counting):
     assert len(counting) in (1, 2)
 
 
+def test_only_runs_a_subset_and_the_report_covers_every_loss(tmp_path, counting):
+    out = tmp_path / "cmp"
+    run(protocol_cfg(out, "only=[bpr]", "seeds=[1]", "untuned=false"))
+    assert {p.parts[-2] for p in counting if "tune" in p.parts} == {"bpr"}
+    run(protocol_cfg(out, "only=[ce]", "seeds=[1]", "untuned=false"))  # e.g. a second process, here after the first
+    table = pd.read_csv(out / "compare.csv")
+    assert (table["trials_finished"] + table["trials_failed"]).tolist() == [2, 2]
+    assert table["tuned seeds"].tolist() == [1, 1]
+
+
 def test_failed_trials_are_recorded_and_count(tmp_path):
     out = tmp_path / "cmp"
     # a batch size of 0 is refused by the data module: every trial fails, the protocol goes on
@@ -135,6 +145,7 @@ def test_failed_trials_are_recorded_and_count(tmp_path):
         (["losses=[ce,nope]"], "unknown loss 'nope'"),
         (["losses=[ce,ce]"], "distinct losses"),
         (["trials=0"], "trials must be an integer >= 1"),
+        (["only=[nss]"], "only names losses that are not in losses: nss"),
         (["metric=val/hr@10"], "eval.monitor"),
     ],
 )

@@ -149,15 +149,18 @@ def bench_lightgcn_gowalla(data_dir: str, steps: int = 10) -> dict[str, float]:
             "gowalla_eval_end_to_end_s": evaluation["eval_end_to_end_s"]}
 
 
-def bench_neumf_eval(split, dm: RecDataModule) -> dict[str, float]:
-    """NeuMF's chunked full-ranking evaluation (every user x item pair through the network)."""
-    model = NeuMF(split.n_users, split.n_items)  # the defaults of conf/model/neumf.yaml
+def _pair_model_eval(model, split, dm: RecDataModule) -> dict[str, float]:
+    """Full-ranking evaluation of a model whose score runs a network on every pair."""
     sampler, loss = UniformSampler(num_negatives=4), BCE()
     for part in (model, sampler, loss):
         part.setup(split)
     dm.attach(model.make_view(split))
-    module = RecModule(model, loss, sampler, optimizer=None, n_items=split.n_items)
-    figures = bench_eval(module, dm)
+    return bench_eval(RecModule(model, loss, sampler, optimizer=None, n_items=split.n_items), dm)
+
+
+def bench_neumf_eval(split, dm: RecDataModule) -> dict[str, float]:
+    """NeuMF's chunked full-ranking evaluation (every user x item pair through the network)."""
+    figures = _pair_model_eval(NeuMF(split.n_users, split.n_items), split, dm)  # conf/model/neumf.yaml's defaults
     return {"neumf_eval_pairs": split.n_users * split.n_items, "neumf_eval_end_to_end_s": figures["eval_end_to_end_s"],
             "neumf_eval_ranking_only_s": figures["eval_ranking_only_s"]}
 
@@ -167,12 +170,7 @@ def bench_wide_deep_eval(split, dm: RecDataModule) -> dict[str, float]:
     through the tower, in tiles), with ml1m's user and item features."""
     train = split.train
     model = WideDeep(split.n_users, split.n_items, train.user_features, train.item_features, train.feature_cardinality)
-    sampler, loss = UniformSampler(num_negatives=4), BCE()
-    for part in (model, sampler, loss):
-        part.setup(split)
-    dm.attach(model.make_view(split))
-    module = RecModule(model, loss, sampler, optimizer=None, n_items=split.n_items)
-    figures = bench_eval(module, dm)
+    figures = _pair_model_eval(model, split, dm)
     return {"wide_deep_eval_end_to_end_s": figures["eval_end_to_end_s"],
             "wide_deep_eval_ranking_only_s": figures["eval_ranking_only_s"]}
 

@@ -61,3 +61,20 @@ def cfg_factory(tmp_path):
 
     yield factory
     GlobalHydra.instance().clear()
+
+
+def train_and_report_moved(module, datamodule, steps: int = 3) -> set[str]:
+    """``steps`` optimizer steps of the module's own objective (each value finite); the
+    top-level names of the model's parameters and buffers that changed."""
+    import torch
+
+    before = {k: v.clone() for k, v in module.model.state_dict().items()}
+    optimizer = module.configure_optimizers()
+    module.train()
+    for _, batch in zip(range(steps), datamodule.train_dataloader()):
+        value = module.objective(batch).total
+        assert torch.isfinite(value)
+        optimizer.zero_grad()
+        value.backward()
+        optimizer.step()
+    return {k.split(".")[0] for k, v in module.model.state_dict().items() if not torch.equal(v, before[k])}

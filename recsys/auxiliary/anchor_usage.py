@@ -8,6 +8,7 @@ from torch import Tensor
 from recsys.auxiliary.base import AuxTerm
 from recsys.errors import ConfigError
 from recsys.models.base import Encoded, RecModel
+from recsys.samplers.base import Negatives
 
 SOURCES = {"item_anchor_weights": "target", "user_anchor_weights": "user"}  # exposed name -> Encoded field
 
@@ -42,3 +43,19 @@ class AnchorUsage(AuxTerm):
         """``[M, K]`` the anchor distributions of the ``M`` distinct ids of the step's rows."""
         ids = torch.unique(getattr(enc, SOURCES[self.source]))  # [M]
         return model.exposed(self.source)[ids].float()  # [M, K]
+
+    def value(self, weights: Tensor) -> Tensor:
+        """``[M, K]`` distributions -> the term (a scalar)."""
+        raise NotImplementedError
+
+    def stats(self, weights: Tensor, value: Tensor) -> dict[str, Tensor]:
+        """Diagnostics logged as ``train/aux/<term>/<name>`` (detached scalars)."""
+        raise NotImplementedError
+
+    def forward(
+        self, model: RecModel, enc: Encoded, negatives: Negatives | None = None, batch: dict[str, Tensor] | None = None
+    ) -> Tensor:
+        weights = self.distributions(model, enc)  # [M, K]
+        value = self.value(weights)
+        self.last_stats = self.stats(weights.detach(), value.detach())
+        return value

@@ -5,8 +5,6 @@ from __future__ import annotations
 from torch import Tensor
 
 from recsys.auxiliary.anchor_usage import AnchorUsage, entropy
-from recsys.models.base import Encoded, RecModel
-from recsys.samplers.base import Negatives
 
 
 class Exclusiveness(AnchorUsage):
@@ -34,9 +32,5 @@ class Exclusiveness(AnchorUsage):
         """``[M, K]`` distributions -> their mean entropy."""
         return entropy(weights).mean()
 
-    def forward(
-        self, model: RecModel, enc: Encoded, negatives: Negatives | None = None, batch: dict[str, Tensor] | None = None
-    ) -> Tensor:
-        weights = self.distributions(model, enc)  # [M, K]
-        self.last_stats = {"top_weight": weights.detach().max(1).values.mean()}
-        return self.value(weights)
+    def stats(self, weights: Tensor, value: Tensor) -> dict[str, Tensor]:
+        return {"top_weight": weights.max(1).values.mean()}

@@ -7,8 +7,6 @@ import math
 from torch import Tensor
 
 from recsys.auxiliary.anchor_usage import AnchorUsage, entropy
-from recsys.models.base import Encoded, RecModel
-from recsys.samplers.base import Negatives
 
 
 class Inclusiveness(AnchorUsage):
@@ -38,14 +36,9 @@ class Inclusiveness(AnchorUsage):
         """``[M, K]`` distributions -> minus the entropy of their mean."""
         return -entropy(weights.mean(0))
 
-    def forward(
-        self, model: RecModel, enc: Encoded, negatives: Negatives | None = None, batch: dict[str, Tensor] | None = None
-    ) -> Tensor:
-        weights = self.distributions(model, enc)  # [M, K]
-        value = self.value(weights)
+    def stats(self, weights: Tensor, value: Tensor) -> dict[str, Tensor]:
         k = weights.shape[1]
-        self.last_stats = {
-            "used_anchors": weights.detach().argmax(1).unique().numel() * weights.new_ones(()),
-            "usage_entropy_ratio": -value.detach() / math.log(k) if k > 1 else weights.new_ones(()),
+        return {
+            "used_anchors": weights.argmax(1).unique().numel() * weights.new_ones(()),
+            "usage_entropy_ratio": -value / math.log(k) if k > 1 else weights.new_ones(()),
         }
-        return value

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from conftest import train_and_report_moved
 from recsys.errors import ConfigError
 from recsys.models.chunked import chunk_shape, score_in_chunks
 from recsys.models.init_from import load_components
@@ -180,16 +181,7 @@ def test_composes_with_every_loss_and_its_sampler(cfg_factory, loss):
                        "data.batch_size=32", "model.dropout=0.1"])
     torch.manual_seed(0)
     datamodule, module = build(cfg)
-    before = {k: v.clone() for k, v in module.model.state_dict().items()}
-    optimizer = module.configure_optimizers()
-    module.train()
-    for _, batch in zip(range(3), datamodule.train_dataloader()):
-        value = module.objective(batch).total
-        assert torch.isfinite(value)
-        optimizer.zero_grad()
-        value.backward()
-        optimizer.step()
-    moved = {k.split(".")[0] for k, v in module.model.state_dict().items() if not torch.equal(v, before[k])}
+    moved = train_and_report_moved(module, datamodule)
     assert moved == {"gmf", "mlp"}
 
 

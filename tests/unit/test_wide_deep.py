@@ -8,6 +8,8 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
+
+from conftest import train_and_report_moved
 import torch
 
 from recsys.data.interactions import Interactions
@@ -233,16 +235,7 @@ def test_trains_through_the_wiring(cfg_factory, overrides):
     torch.manual_seed(0)
     datamodule, module = build(cfg)
     assert module.model.history_category.sum(1).max() == pytest.approx(1.0)  # setup ran on the training split
-    before = {k: v.clone() for k, v in module.model.state_dict().items()}
-    optimizer = module.configure_optimizers()
-    module.train()
-    for _, batch in zip(range(3), datamodule.train_dataloader()):
-        value = module.objective(batch).total
-        assert torch.isfinite(value)
-        optimizer.zero_grad()
-        value.backward()
-        optimizer.step()
-    moved = {k.split(".")[0] for k, v in module.model.state_dict().items() if not torch.equal(v, before[k])}
+    moved = train_and_report_moved(module, datamodule)
     assert {"item_bias", "values", "cross", "user_emb", "item_emb", "tower", "head"} <= moved
 
 

@@ -8,10 +8,9 @@ from __future__ import annotations
 from types import SimpleNamespace
 
 import pytest
-
-from conftest import train_and_report_moved
 import torch
 
+from conftest import train_and_report_moved
 from recsys.data.interactions import Interactions
 from recsys.errors import ConfigError
 from recsys.models.wide_deep import WideDeep

@@ -9,11 +9,11 @@ DATA_DIR ?= $(abspath ../shared/datasets)
 
 .PHONY: install run test test-slow test-all bench report clean
 
-install: ## create .venv and install recsys with its dev extra
+install: ## create .venv and install recsys with its dev and cluster extras (the tests need both)
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q "$(TORCH_SPEC)"
-	$(PY) -m pip install -q -e ".[dev]"
+	$(PY) -m pip install -q -e ".[dev,cluster]"
 
 run: ## the main command: SASRec + full cross-entropy on the built-in synthetic data
 	$(PY) -m recsys.run

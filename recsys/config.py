@@ -1,7 +1,8 @@
 """Config checks that run before any data is loaded.
 
 * :func:`check_choices` - every ``group=option`` on the command line names an existing
-  option (one line listing the available ones otherwise).
+  option (one line listing the available ones otherwise); :func:`check_launcher` - a
+  ``hydra/launcher=`` whose plugin is not installed is one line naming the package.
 * :func:`check_composes` - overrides Hydra cannot apply (a key the config lacks) fail
   with one line that names the options having the key.
 * :func:`short_dirname` (resolver ``${short_dirname:...}``) - run folder names built from
@@ -88,14 +89,50 @@ def available(group: str, conf_dir: Path = CONF_DIR) -> list[str]:
     return sorted(p.stem for p in (conf_dir / group).glob("*.yaml"))
 
 
+# hydra/launcher=<option> -> (plugin module under hydra_plugins, its PyPI package); the
+# options of conf/hydra/launcher/ extend the plugins' own (README "Scaling out")
+LAUNCHER_PLUGINS = {
+    "joblib": ("hydra_joblib_launcher", "hydra-joblib-launcher"),
+    "submitit_local": ("hydra_submitit_launcher", "hydra-submitit-launcher"),
+    "submitit_slurm": ("hydra_submitit_launcher", "hydra-submitit-launcher"),
+    "slurm": ("hydra_submitit_launcher", "hydra-submitit-launcher"),
+    "ray": ("hydra_ray_launcher", "hydra-ray-launcher"),
+    "ray_cluster": ("hydra_ray_launcher", "hydra-ray-launcher"),
+    "ray_aws": ("hydra_ray_launcher", "hydra-ray-launcher"),
+}
+
+
+def check_launcher(option: str) -> None:
+    """Fail with one line on ``hydra/launcher=<option>`` when its plugin is not installed
+    (the ``cluster`` extra); other names are left to Hydra."""
+    import importlib.util
+
+    module, package = LAUNCHER_PLUGINS.get(option, (None, None))
+    if module is None:
+        return
+    try:
+        found = importlib.util.find_spec(f"hydra_plugins.{module}") is not None
+    except ModuleNotFoundError:  # no hydra_plugins package at all
+        found = False
+    if not found:
+        raise ConfigError(
+            f"hydra/launcher={option} needs the {package} plugin, which is not installed: "
+            f"pip install -e '.[cluster]' (make install installs it)"
+        )
+
+
 def check_choices(overrides: list[str], conf_dir: Path = CONF_DIR) -> None:
-    """Fail on ``group=option`` overrides whose option file does not exist."""
+    """Fail on ``group=option`` overrides whose option file does not exist, and on a
+    ``hydra/launcher=`` whose plugin is not installed."""
     groups = {p.name for p in conf_dir.iterdir() if p.is_dir()}
     for override in overrides:
         if "=" not in override or override.startswith("hydra."):
             continue
         key, value = override.split("=", 1)
         key = key.lstrip("+~")
+        if key == "hydra/launcher":
+            check_launcher(value)
+            continue
         if key not in groups or value in ("", "null"):
             continue
         options = available(key, conf_dir)

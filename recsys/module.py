@@ -10,6 +10,7 @@ import torch
 from pytorch_lightning.trainer.states import TrainerFn
 from torch import Tensor
 
+from recsys.distributed import all_gather_objects, world_size
 from recsys.errors import TrainingError
 from recsys.losses.base import RecLoss, Scores
 from recsys.metrics.collapse import diagnostics
@@ -85,8 +86,13 @@ class RecModule(pl.LightningModule):
         self.pretrained_parts = list(pretrained_parts)
         self.evaluator = RankingEvaluator(list(ks), n_items, short_head_share)
         self.test_per_user: dict[str, Tensor] = {}
-        self._user_sample: list[Tensor] = []
+        self._user_sample: list[Tensor] = []  # [B, D] query vectors of the first evaluation batches
+        self._sample_users: list[Tensor] = []  # [B] their users
         self._resumed_rng: dict | None = None  # global generators' states to restore (on_fit_start)
+
+    def setup(self, stage: str) -> None:
+        """Lightning's hook, in every process: the sampler draws from this process's stream."""
+        self.sampler.set_rank(self.global_rank)
 
     # ---- training -------------------------------------------------------------------
     def scores(self, enc: Encoded, negatives: Negatives) -> Scores:
@@ -143,15 +149,17 @@ class RecModule(pl.LightningModule):
         return Objective(total=total, terms=terms, rows=enc.target.numel())
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        """Log the step's loss terms and aux statistics (under DDP their means over every
+        process's rows: ``sync_dist``, a no-op in a single process) and the schedules."""
         step = self.objective(batch)
-        self.log("train/loss", step.total, on_step=True, on_epoch=True, prog_bar=True, batch_size=step.rows)
+        self.log("train/loss", step.total, on_step=True, on_epoch=True, prog_bar=True, batch_size=step.rows, sync_dist=True)
         if self.aux:
             for name, value in step.terms.items():
-                self.log(f"train/loss/{name}", value, on_step=True, on_epoch=True, batch_size=step.rows)
+                self.log(f"train/loss/{name}", value, on_step=True, on_epoch=True, batch_size=step.rows, sync_dist=True)
         scheduled = {**self.model.schedule_values(), **self.loss.schedule_values()}
         for name, term in self.aux.items():
             for stat, value in term.last_stats.items():
-                self.log(f"train/aux/{name}/{stat}", value, on_step=True, on_epoch=True, batch_size=step.rows)
+                self.log(f"train/aux/{name}/{stat}", value, on_step=True, on_epoch=True, batch_size=step.rows, sync_dist=True)
             scheduled.update({f"aux.{name}.{k}": v for k, v in term.schedule_values().items()})
         for name, value in scheduled.items():
             self.log(f"sched/{name}", value, on_step=True, on_epoch=False, batch_size=step.rows)
@@ -167,15 +175,22 @@ class RecModule(pl.LightningModule):
     # ---- checkpoints ----------------------------------------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Add the random state that the parameters, buffers, optimizer and callbacks do
-        not hold: the sampler's generators and the global generators (dropout)."""
+        not hold: the sampler's generators and the global generators (dropout). Under DDP
+        (Lightning builds the checkpoint in every process, rank 0 writes it) also every
+        process's sampler states, ``sampler_by_rank``."""
         checkpoint["sampler"] = self.sampler.state_dict()
+        if world_size() > 1:
+            checkpoint["sampler_by_rank"] = all_gather_objects(checkpoint["sampler"])
         checkpoint["rng"] = global_states()
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """Restore the sampler; keep the global generators' states for :meth:`on_fit_start`
-        when resuming a fit (evaluating a checkpoint leaves them alone)."""
-        if "sampler" in checkpoint:
-            self.sampler.load_state_dict(checkpoint["sampler"])
+        when resuming a fit (evaluating a checkpoint leaves them alone). Each process takes
+        its own sampler states; a process the checkpoint has none for (a resume with more
+        processes than saved it) keeps its fresh stream."""
+        by_rank = checkpoint.get("sampler_by_rank") or ([checkpoint["sampler"]] if "sampler" in checkpoint else [])
+        if self.global_rank < len(by_rank):
+            self.sampler.load_state_dict(by_rank[self.global_rank])
         if "rng" in checkpoint and (self._trainer is None or self.trainer.state.fn == TrainerFn.FITTING):
             self._resumed_rng = checkpoint["rng"]
 
@@ -200,10 +215,26 @@ class RecModule(pl.LightningModule):
         self.evaluator.update(scores, batch, prefix)
         if len(self._user_sample) < 4:  # a few batches of user vectors for the diagnostics
             self._user_sample.append(query.detach())
+            self._sample_users.append(batch["user"].detach())
+
+    def _user_vectors(self) -> Tensor | None:
+        """``[N, D]`` the user vectors of the collapse diagnostics: the first four evaluation
+        batches' queries. Under DDP each process kept its first four; the batches list users
+        by increasing id, so a single process's first four are the four with the lowest first
+        user among all processes' (a batch the sampler repeated counts once)."""
+        if world_size() == 1:
+            return torch.cat(self._user_sample) if self._user_sample else None
+        local = [(int(u[0]), q.cpu()) for u, q in zip(self._sample_users, self._user_sample)]
+        batches = dict(pair for part in all_gather_objects(local) for pair in part)  # first user -> [B, D]
+        first = sorted(batches)[:4]
+        return torch.cat([batches[u] for u in first]).to(self.device) if first else None
+
+    def _reset_evaluation(self) -> None:
+        self.evaluator.reset()
+        self._user_sample, self._sample_users = [], []
 
     def on_validation_epoch_start(self) -> None:
-        self.evaluator.reset()
-        self._user_sample: list[Tensor] = []
+        self._reset_evaluation()
 
     def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._eval_step(batch, "val")
@@ -214,25 +245,34 @@ class RecModule(pl.LightningModule):
             stage = f"{stage} (sanity check)"
         self.evaluator.check_finite(stage, self.current_epoch)
 
+    def _log_evaluation(self, metrics: dict[str, float]) -> None:
+        """Log the stage's metrics. After :meth:`RankingEvaluator.gather` every process holds
+        the same values; ``sync_dist`` with ``max`` keeps them exactly (a mean of equal
+        float32 values need not be), so checkpoint selection and early stopping decide the
+        same in every process, and it is a no-op in a single process."""
+        monitored = metrics.pop(self.monitor, None)
+        self.log_dict(metrics, sync_dist=True, reduce_fx="max")
+        if monitored is not None:
+            self.log(self.monitor, monitored, prog_bar=True, sync_dist=True, reduce_fx="max")
+
     def on_validation_epoch_end(self) -> None:
+        self.evaluator.gather()  # under DDP: every process's users, each once
         self._check_finite("val")
         metrics = self.evaluator.compute("val")
         metrics.update(diagnostics(self.model.item_embeddings().detach(), "collapse/item"))
-        if self._user_sample:
-            metrics.update(diagnostics(torch.cat(self._user_sample), "collapse/user"))
-        monitored = metrics.pop(self.monitor, None)
-        self.log_dict(metrics)
-        if monitored is not None:
-            self.log(self.monitor, monitored, prog_bar=True)
+        users = self._user_vectors()
+        if users is not None:
+            metrics.update(diagnostics(users, "collapse/user"))
+        self._log_evaluation(metrics)
 
     def on_test_epoch_start(self) -> None:
-        self.evaluator.reset()
-        self._user_sample = []
+        self._reset_evaluation()
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._eval_step(batch, "test")
 
     def on_test_epoch_end(self) -> None:
+        self.evaluator.gather()  # under DDP: every process's users, each once
         self._check_finite("test")
-        self.log_dict(self.evaluator.compute("test"))
+        self._log_evaluation(self.evaluator.compute("test"))
         self.test_per_user = self.evaluator.per_user_table()

@@ -46,7 +46,12 @@ def one_line(exc: BaseException) -> str:
 
 
 def write_failure(cfg: DictConfig, exc: BaseException) -> None:
-    """Record why the run failed in ``failed.json`` beside its outputs (never a metrics.json)."""
+    """Record why the run failed in ``failed.json`` beside its outputs (never a metrics.json);
+    under DDP only rank 0 writes it."""
+    from recsys.distributed import is_rank_zero
+
+    if not is_rank_zero():
+        return
     try:
         output_dir = Path(cfg.paths.output_dir)
         output_dir.mkdir(parents=True, exist_ok=True)

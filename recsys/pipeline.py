@@ -3,6 +3,10 @@
 A run's results (``metrics.json``, ``test_per_user.csv``) are written only once
 everything has finished, each atomically, so a folder never holds a result that looks
 complete but is not.
+
+Under DDP (``trainer=ddp``) every process runs this whole function (Lightning's launcher
+starts the others with the same command line, into the same run folder); every process
+fits and evaluates, and only rank 0 writes the run folder's files and prints the results.
 """
 
 from __future__ import annotations
@@ -13,9 +17,10 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from recsys.config import validate
+from recsys.distributed import is_rank_zero
 from recsys.errors import ConfigError
 from recsys.outputs import print_table, results_line, write_json_atomic, write_per_user
-from recsys.wiring import build, build_callbacks, build_loggers, check_accelerator, wandb_runs
+from recsys.wiring import build, build_callbacks, build_loggers, check_accelerator, check_strategy, wandb_runs
 
 # torch and Lightning are imported inside train(), so that a bad command line is
 # answered at once, before the heavy imports.
@@ -25,12 +30,14 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Train and evaluate as configured; returns the final metrics."""
     validate(cfg)
     check_accelerator(cfg.trainer.get("accelerator", "cpu"))
+    check_strategy(cfg.trainer)
     import pytorch_lightning as pl
 
     pl.seed_everything(cfg.seed, workers=True)
     output_dir = Path(cfg.paths.output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    if is_rank_zero():
+        (output_dir / "config_resolved.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
     datamodule, module = build(cfg)
     callbacks = build_callbacks(cfg)
     loggers = build_loggers(cfg)
@@ -44,7 +51,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
 
 
 def _finish_wandb(loggers: list, metrics, failed: bool) -> None:
-    runs = wandb_runs(loggers)
+    runs = wandb_runs(loggers) if is_rank_zero() else []  # Lightning's W&B logger runs in rank 0 only
     if runs:
         from recsys.loggers.wandb_logger import finish
 
@@ -72,13 +79,15 @@ def fit_and_evaluate(cfg: DictConfig, datamodule, module, callbacks, loggers, ou
     metrics = {k: float(v) for k, v in trainer.validate(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0].items()}
     if cfg.test_after_fit:
         metrics.update({k: float(v) for k, v in trainer.test(module, datamodule=datamodule, ckpt_path=ckpt, verbose=False)[0].items()})
-        per_user = dict(module.test_per_user)
-        per_user["target_train_count"] = datamodule.target_train_counts("test")[per_user["user"]]
-        write_per_user(per_user, output_dir / "test_per_user.csv")
     metrics["epochs"] = trainer.current_epoch if epochs is None else epochs
-    write_json_atomic(output_dir / "metrics.json", metrics)
-    print_table(metrics)
-    print(results_line(output_dir))
+    if trainer.is_global_zero:  # every process holds the same metrics and per-user table (gathered)
+        if cfg.test_after_fit:
+            per_user = dict(module.test_per_user)
+            per_user["target_train_count"] = datamodule.target_train_counts("test")[per_user["user"]]
+            write_per_user(per_user, output_dir / "test_per_user.csv")
+        write_json_atomic(output_dir / "metrics.json", metrics)
+        print_table(metrics)
+        print(results_line(output_dir))
     return metrics
 
 

@@ -16,6 +16,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from recsys.config import SEARCH_SPACE_KEY, check_ks
+from recsys.distributed import is_rank_zero
 from recsys.errors import ConfigError
 from recsys.outputs import write_json_atomic
 
@@ -81,7 +82,7 @@ def build(cfg: DictConfig):
 
 def _report_loaded(cfg: DictConfig, loaded: list[dict]) -> None:
     """Record and print what ``init_from`` loaded (``loaded_components.json``)."""
-    if loaded and cfg.get("paths") is not None and cfg.paths.get("output_dir"):
+    if loaded and cfg.get("paths") is not None and cfg.paths.get("output_dir") and is_rank_zero():
         write_json_atomic(Path(cfg.paths.output_dir) / "loaded_components.json", {"loaded": loaded})
         for record in loaded:
             print(f"init_from: loaded {record['tensors']} tensors ({record['parameters']} values) "
@@ -113,6 +114,25 @@ def check_accelerator(accelerator: str) -> None:
                 "trainer=gpu needs a CUDA device, but torch sees none (a CPU build of torch, or no GPU); "
                 "use trainer=cpu or install a CUDA build (make install TORCH_SPEC=torch)"
             )
+
+
+def check_strategy(trainer: DictConfig) -> None:
+    """Refuse Lightning's DDP launcher in a sweep (``-m``): it starts the other processes by
+    running the command line again, which under ``-m`` would start the whole sweep again in
+    each of them."""
+    strategy = trainer.get("strategy")
+    relaunches = (strategy == "ddp") if isinstance(strategy, str) else (
+        isinstance(strategy, DictConfig) and str(strategy.get("_target_", "")).endswith(".DDPStrategy")
+        and strategy.get("start_method", "popen") == "popen")
+    try:
+        multirun = getattr(HydraConfig.get().mode, "name", None) == "MULTIRUN"
+    except ValueError:  # no Hydra context (plain API use)
+        multirun = False
+    if relaunches and multirun:
+        raise ConfigError(
+            "trainer=ddp starts its processes by running the command line again, which a sweep (-m) cannot do; "
+            "run each configuration as its own command, or sweep with trainer=cpu/gpu"
+        )
 
 
 def choice(group: str) -> str | None:

@@ -14,7 +14,8 @@ class EpochMetricsCSV(pl.Callback):
     to ``path`` after every training epoch (the file is rewritten atomically, so it is
     always complete up to the last finished epoch). With ``check_val_every_n_epoch > 1``
     the validation columns (``val*``, ``collapse/*``) of epochs without a validation are
-    left empty instead of repeating the last validation's values.
+    left empty instead of repeating the last validation's values. Under DDP only rank 0
+    writes; the training columns are means over every process's rows (``sync_dist``).
 
     Args:
         path: the CSV file.
@@ -41,7 +42,8 @@ class EpochMetricsCSV(pl.Callback):
                 continue
             row[key.removesuffix("_epoch")] = float(value)
         self.rows.append(row)
-        self._write()
+        if trainer.is_global_zero:
+            self._write()
 
     def _write(self) -> None:
         columns: list[str] = []

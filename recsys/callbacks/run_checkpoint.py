@@ -10,6 +10,8 @@ from pathlib import Path
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from recsys.distributed import barrier, is_rank_zero
+
 
 class RunCheckpoint(ModelCheckpoint):
     """:class:`~pytorch_lightning.callbacks.ModelCheckpoint` for exact resume.
@@ -27,7 +29,8 @@ class RunCheckpoint(ModelCheckpoint):
     uninterrupted run would. This class copies the kept checkpoints of the earlier folder
     into its own and restores their scores under the new paths: the resumed run selects
     the checkpoint the uninterrupted run selects, from a folder that holds it. When a kept
-    file is gone it falls back to ModelCheckpoint's behaviour (and its warning).
+    file is gone it falls back to ModelCheckpoint's behaviour (and its warning). Under DDP
+    rank 0 copies (every process computes the same new paths; all wait for the copies).
 
     Takes ModelCheckpoint's arguments; its state is saved under ModelCheckpoint's key, so
     checkpoints written by either class resume with the other.
@@ -65,6 +68,7 @@ class RunCheckpoint(ModelCheckpoint):
             super().load_state_dict(state_dict)
             return
         moved = {path: self._copy_here(path) for path in kept}
+        barrier()
         super().load_state_dict({
             **state_dict,
             "dirpath": self.dirpath,
@@ -79,6 +83,7 @@ class RunCheckpoint(ModelCheckpoint):
     def _copy_here(self, path: str) -> str:
         """Copy checkpoint ``path`` into this run's ``dirpath``; returns the new path."""
         target = Path(self.dirpath) / Path(path).name
-        target.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copy2(path, target)
+        if is_rank_zero():
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(path, target)
         return str(target)

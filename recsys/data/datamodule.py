@@ -8,7 +8,7 @@ from pathlib import Path
 import pytorch_lightning as pl
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Dataset as TorchDataset, Sampler
+from torch.utils.data import DataLoader, Dataset as TorchDataset, DistributedSampler, Sampler
 
 from recsys.data.datasets.base import Dataset
 from recsys.data.files import default_data_dir
@@ -16,6 +16,7 @@ from recsys.data.interactions import SplitData, UserItems
 from recsys.data.sampling import history_keys, sample_excluding
 from recsys.data.splits import Split, check_not_empty, compact, kcore
 from recsys.data.views import BatchView
+from recsys.distributed import all_gather_objects, world_size
 from recsys.errors import ConfigError
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,37 @@ class IndexBatches(Sampler[Tensor]):
             order = torch.arange(self.n)
         for i in range(len(self)):
             yield order[i * self.batch_size : (i + 1) * self.batch_size]
+
+
+class ShardedBatches(DistributedSampler):
+    """One process's share of :class:`IndexBatches`' batches under DDP (``trainer=ddp``).
+
+    It is torch's ``DistributedSampler`` over whole batches, as Lightning would shard them:
+    batch ``i`` goes to rank ``i % world_size``, and the last round is padded with the first
+    batches again, so that every process takes the same number of steps (the evaluator keeps
+    each user once). Sharding whole batches keeps each evaluation batch what it is in a
+    single process (same users, so the same scores bit for bit). Being a
+    ``DistributedSampler``, Lightning does not wrap it again, and ``set_epoch`` reaches the
+    batches' shuffle (every process shuffles the same way, from ``seed + epoch``, and takes
+    its own batches of the order).
+
+    Args:
+        batches: every process's batches.
+        num_replicas: number of processes.
+        rank: this process's rank.
+    """
+
+    def __init__(self, batches: IndexBatches, num_replicas: int, rank: int) -> None:
+        super().__init__(range(len(batches)), num_replicas=num_replicas, rank=rank, shuffle=False)
+        self.batches = batches
+
+    def set_epoch(self, epoch: int) -> None:
+        super().set_epoch(epoch)
+        self.batches.set_epoch(epoch)
+
+    def __iter__(self):
+        batches = list(self.batches)
+        return (batches[i] for i in super().__iter__())
 
 
 class _Batches(TorchDataset):
@@ -76,6 +108,11 @@ class RecDataModule(pl.LightningDataModule):
     Resume: the shuffling is a function of ``seed`` and the epoch (:class:`IndexBatches`);
     the view's draws continue from its generator's state, which :meth:`state_dict` puts in
     the checkpoint (Lightning saves and restores a data module's state).
+
+    Several processes (``trainer=ddp``): each process loads the data, serves its share of the
+    batches (:class:`ShardedBatches`) and draws from its own stream (rank 0 keeps the
+    single-process one, :func:`recsys.distributed.stream_name`); the checkpoint holds every
+    process's view state (``view_by_rank``), and each process restores its own.
     """
 
     def __init__(
@@ -102,6 +139,7 @@ class RecDataModule(pl.LightningDataModule):
         self.seed = seed
         self.split: SplitData | None = None
         self.view: BatchView | None = None
+        self.rank = 0  # the process whose draws the view makes (setup)
 
     def prepare(self) -> SplitData:
         """Load, filter and split (once); returns the split."""
@@ -120,13 +158,29 @@ class RecDataModule(pl.LightningDataModule):
         view.set_seed(self.seed)
         self.view = view
 
+    def setup(self, stage: str) -> None:
+        """Lightning's hook, in every process: the view draws from this process's stream."""
+        rank = self.trainer.global_rank if self.trainer is not None else 0
+        if self.view is not None and rank != self.rank:
+            self.view.set_seed(self.seed, rank)
+            self.rank = rank
+
     def state_dict(self) -> dict:
-        """The view's generator state (saved in checkpoints by Lightning)."""
-        return {"view": self.view.state_dict()} if self.view is not None else {}
+        """The view's generator state (saved in checkpoints by Lightning); under DDP also
+        every process's (a collective: Lightning builds a checkpoint in every process)."""
+        if self.view is None:
+            return {}
+        state = {"view": self.view.state_dict()}
+        if world_size() > 1:
+            state["view_by_rank"] = all_gather_objects(state["view"])
+        return state
 
     def load_state_dict(self, state_dict: dict) -> None:
-        if self.view is not None and "view" in state_dict:
-            self.view.load_state_dict(state_dict["view"])
+        """Restore this process's view state (a process the checkpoint has none for, after
+        a resume with more processes, keeps its fresh stream)."""
+        by_rank = state_dict.get("view_by_rank") or ([state_dict["view"]] if "view" in state_dict else [])
+        if self.view is not None and self.rank < len(by_rank):
+            self.view.load_state_dict(by_rank[self.rank])
 
     def _eval_tables(self, stage: str) -> dict:
         split = self.split
@@ -168,12 +222,19 @@ class RecDataModule(pl.LightningDataModule):
         if self.view is None:
             raise RuntimeError("RecDataModule.attach(model.make_view(split)) must be called before training")
         sampler = IndexBatches(len(self.view), self.batch_size, shuffle=True, seed=self.seed)
-        return DataLoader(_Batches(self.view.batch), sampler=sampler, batch_size=None)
+        return DataLoader(_Batches(self.view.batch), sampler=self._shard(sampler), batch_size=None)
 
     def _eval_loader(self, stage: str) -> DataLoader:
-        users = self._eval[stage]["users"]
+        users = self._eval[stage]["users"]  # [U] increasing ids
         sampler = IndexBatches(users.numel(), self.eval_batch_size, shuffle=False)
-        return DataLoader(_Batches(lambda idx: self.eval_batch(users[idx], stage)), sampler=sampler, batch_size=None)
+        return DataLoader(_Batches(lambda idx: self.eval_batch(users[idx], stage)), sampler=self._shard(sampler), batch_size=None)
+
+    def _shard(self, batches: IndexBatches) -> Sampler:
+        """This process's share of ``batches`` when the trainer runs several processes."""
+        trainer = self.trainer
+        if trainer is None or trainer.world_size == 1:
+            return batches
+        return ShardedBatches(batches, trainer.world_size, trainer.global_rank)
 
     def val_dataloader(self) -> DataLoader:
         return self._eval_loader("val")

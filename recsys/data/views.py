@@ -19,6 +19,7 @@ import torch
 from torch import Tensor
 
 from recsys.data.interactions import Interactions, SplitData, UserItems
+from recsys.distributed import stream_name
 from recsys.errors import ConfigError
 from recsys.rng import stream_generator
 
@@ -31,8 +32,9 @@ class BatchView:
     checkpoints with the data module's state (:meth:`state_dict`).
     """
 
-    def set_seed(self, seed: int) -> None:
-        """Seed the view's random draws; a view that draws nothing ignores it."""
+    def set_seed(self, seed: int, rank: int = 0) -> None:
+        """Seed the view's random draws (process ``rank``'s own stream under DDP); a view
+        that draws nothing ignores it."""
 
     def state_dict(self) -> dict:
         """What changes while training (a generator's state); empty for a view without draws."""
@@ -59,8 +61,8 @@ class DrawingView(BatchView):
 
     stream: str = ""
 
-    def set_seed(self, seed: int) -> None:
-        self.generator = stream_generator(seed, self.stream)
+    def set_seed(self, seed: int, rank: int = 0) -> None:
+        self.generator = stream_generator(seed, stream_name(self.stream, rank))
 
     def state_dict(self) -> dict:
         return {"generator": self.generator.get_state()}

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor
 
 from recsys.data.interactions import SplitData
+from recsys.distributed import all_gather_objects, world_size
 from recsys.errors import TrainingError
 from recsys.metrics.popularity import ItemPopularity, check_share, gini, list_metrics
 from recsys.metrics.ranking import metrics_from_ranks, target_ranks
@@ -28,6 +29,15 @@ class RankingEvaluator:
     ``[I]`` tensor per K summed over batches (``exposure``); the per-user ``arp@K``,
     ``aplt@K`` and ``novelty@K`` need the training popularity, given once by :meth:`setup`
     (without it they are not reported).
+
+    Several processes (``trainer=ddp``): each evaluates its share of the users; :meth:`gather`
+    then gives every process all processes' users, each user once and in increasing id order
+    (a single process's order, since the evaluation batches list users by increasing id), so
+    :meth:`compute` returns exactly a single process's values on every process. Each process
+    keeps its users' top-K lists and non-finite flags for that (``[B, Kmax]`` and ``[B]`` per
+    batch; a single process keeps none): the exposure counts and the user counts are recounted
+    from the kept users, never summed, because the distributed sampler repeats users to give
+    every process the same number of batches.
 
     Args:
         ks: cut-offs, e.g. ``[10, 20]``.
@@ -53,6 +63,9 @@ class RankingEvaluator:
         self.users: list[Tensor] = []
         self.n_users, self.nonfinite_users = 0, 0
         self.exposure = {k: torch.zeros(self.n_items, dtype=torch.long) for k in self.ks}  # [I] per K
+        self.distributed = world_size() > 1  # keep what gather() needs to recount exposure and users
+        self.top_lists: list[Tensor] = []  # [B, Kmax] shown items, -1 where none (distributed only)
+        self.nonfinite_rows: list[Tensor] = []  # [B] bool (distributed only)
 
     def update(self, scores: Tensor, batch: dict[str, Tensor], prefix: str) -> None:
         """scores ``[B, I]`` for the batch's users; ``batch`` holds ``target`` ``[B, T]``,
@@ -76,6 +89,8 @@ class RankingEvaluator:
                 self._add(batch, f"{prefix}_{key}/{name}", values)
         self.n_users += targets.shape[0]
         self.nonfinite_users += int(nonfinite.sum())
+        if self.distributed:
+            self.nonfinite_rows.append(nonfinite.cpu())
         scores[batch["exclude_row"], batch["exclude_item"]] = float("-inf")
         for name, values in metrics_from_ranks(target_ranks(scores, targets), self.ks).items():
             self._add(batch, f"{prefix}/{name}", values)
@@ -83,12 +98,48 @@ class RankingEvaluator:
         top, shown = top.cpu(), (top_scores > float("-inf")).cpu()  # excluded items are never recommended
         for k in self.ks:
             self.exposure[k] += torch.bincount(top[:, :k][shown[:, :k]], minlength=self.n_items)  # [I]
+        if self.distributed:
+            self.top_lists.append(top.masked_fill(~shown, -1))  # [B, Kmax]
         if self.popularity is not None:
             for name, values in list_metrics(top, shown, self.popularity, self.ks).items():
                 self._add(batch, f"{prefix}/{name}", values)
 
     def _add(self, batch: dict[str, Tensor], name: str, values: Tensor) -> None:
         self.per_user.setdefault(name, []).append(values.detach().cpu())
+
+    def gather(self) -> None:
+        """Under several processes, replace this process's users by all processes' users
+        (:meth:`merge` of every process's :meth:`local_state`). One collective: every process
+        must call it, after the last :meth:`update` of a stage and before
+        :meth:`check_finite`; nothing to do in a single process, or once gathered."""
+        if self.distributed:
+            self.merge(all_gather_objects(self.local_state()))
+
+    def local_state(self) -> dict:
+        """What this process evaluated, on the CPU: per-user values, top-K lists, flags."""
+        return {
+            "per_user": {name: torch.cat(v) for name, v in self.per_user.items()},
+            "top": torch.cat(self.top_lists) if self.top_lists else torch.zeros(0, max(self.ks), dtype=torch.long),
+            "nonfinite": torch.cat(self.nonfinite_rows) if self.nonfinite_rows else torch.zeros(0, dtype=torch.bool),
+        }
+
+    def merge(self, parts: list[dict]) -> None:
+        """Hold the users of ``parts`` (:meth:`local_state` of every process): each user once
+        (a user evaluated twice, as the distributed sampler's padding does, has the same
+        values both times; the first is kept), by increasing user id; the exposure counts and
+        ``n_users``/``nonfinite_users`` are recounted from them."""
+        parts = [p for p in parts if p["per_user"]]  # a process may have had no batch
+        self.distributed, self.top_lists, self.nonfinite_rows = False, [], []
+        if not parts:
+            return
+        keep = first_of_each(torch.cat([p["per_user"]["user"] for p in parts]))  # [U] rows, by user id
+        self.per_user = {name: [torch.cat([p["per_user"][name] for p in parts])[keep]] for name in parts[0]["per_user"]}
+        top = torch.cat([p["top"] for p in parts])[keep]  # [U, Kmax]
+        nonfinite = torch.cat([p["nonfinite"] for p in parts])[keep]  # [U]
+        self.n_users, self.nonfinite_users = int(keep.numel()), int(nonfinite.sum())
+        for k in self.ks:
+            shown = top[:, :k][top[:, :k] >= 0]
+            self.exposure[k] = torch.bincount(shown, minlength=self.n_items)  # [I]
 
     def check_finite(self, stage: str, epoch: int | None = None) -> None:
         """Stop the run when some user had a NaN or infinite candidate score.
@@ -120,6 +171,15 @@ class RankingEvaluator:
     def per_user_table(self) -> dict[str, Tensor]:
         """Per-user values of every metric (column ``user`` holds the user ids)."""
         return {name: torch.cat(v) for name, v in self.per_user.items()}
+
+
+def first_of_each(users: Tensor) -> Tensor:
+    """``[U]`` the index of each distinct id's first row in ``users`` (``[R]``), ordered by
+    increasing id."""
+    distinct, inverse = torch.unique(users, return_inverse=True)  # [U], [R]
+    rows = torch.arange(users.numel())  # [R]
+    first = torch.full((distinct.numel(),), users.numel(), dtype=torch.long)
+    return first.scatter_reduce_(0, inverse, rows, reduce="amin")  # [U]
 
 
 def _nonfinite_rows(scores: Tensor, exclude_row: Tensor, exclude_item: Tensor) -> Tensor:

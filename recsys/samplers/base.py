@@ -8,6 +8,7 @@ import torch
 from torch import Tensor
 
 from recsys.data.interactions import SplitData
+from recsys.distributed import stream_name
 from recsys.errors import ConfigError
 from recsys.rng import stream_generator
 
@@ -41,6 +42,12 @@ class NegativeSampler:
     (:meth:`state_dict`, by :class:`~recsys.module.RecModule`), so a resumed run draws
     what the uninterrupted run would have drawn.
 
+    Under DDP (``trainer=ddp``) every process draws from its own stream (:meth:`set_rank`):
+    rank 0 the single-process one, rank ``r`` ``sampler/rank<r>``, so processes never draw the
+    same negatives; the checkpoint holds every process's states (``sampler_by_rank``).
+    Negatives drawn once at :meth:`setup` (``sampler=presampled``) come from rank 0's stream
+    in every process, so every process holds the same table.
+
     Args:
         seed: seed of the sampler's generators.
     """
@@ -49,6 +56,7 @@ class NegativeSampler:
         if isinstance(seed, bool) or not isinstance(seed, int):
             raise ConfigError(f"sampler.seed must be an integer, got {seed!r}")
         self.seed = seed
+        self.rank = 0  # the process whose stream the generators draw (set_rank)
         self._generators: dict[str, torch.Generator] = {}
         self._restored: dict[str, Tensor] = {}  # loaded states of generators not created yet
 
@@ -57,10 +65,17 @@ class NegativeSampler:
         at its first use."""
         key = str(torch.device(device))
         if key not in self._generators:
-            self._generators[key] = stream_generator(self.seed, "sampler", key)
+            self._generators[key] = stream_generator(self.seed, stream_name("sampler", self.rank), key)
             if key in self._restored:
                 self._generators[key].set_state(self._restored.pop(key))
         return self._generators[key]
+
+    def set_rank(self, rank: int) -> None:
+        """Draw from process ``rank``'s stream from now on (called in every process by
+        :class:`~recsys.module.RecModule` once Lightning knows the ranks; loaded states,
+        restored afterwards, still win)."""
+        if rank != self.rank:
+            self.rank, self._generators = rank, {}
 
     def setup(self, split: SplitData) -> None:
         self.n_items = split.n_items

@@ -35,7 +35,7 @@ from omegaconf.errors import OmegaConfBaseException
 from recsys.errors import ConfigError
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
-_PLURAL = {"data": "datasets", "loss": "losses", "callbacks": "callback sets", "hparams_search": "searches"}
+_PLURAL = {"data": "datasets", "loss": "losses", "callbacks": "callback sets", "hparams_search": "searches", "index": "indexes"}
 
 
 # In conf/loss/<name>.yaml: the loss's own search space for `python -m recsys.compare`

@@ -170,6 +170,44 @@ def serve_hint_ok(hint: str) -> bool:
         GlobalHydra.instance().clear()
 
 
+EXPORT_SOURCES = ("recsys/export/",)  # name recsys.export keys (conf/export/)
+EXPORT_CONF = CONF_DIR / "export"
+
+
+def exports(where: str) -> bool:
+    """Whether a message belongs to the export's app (its own config root)."""
+    return where.startswith(EXPORT_SOURCES)
+
+
+@lru_cache(maxsize=None)
+def export_hint_ok(hint: str) -> bool:
+    """A hint in the export's messages works on ``python -m recsys.export``: in its default
+    config or with one option of the key's group (``index=ivf`` for ``index.nlist``), a
+    bare key exists and ``key=value`` composes and validates (a hole with some sample value)."""
+    m = TOKEN.fullmatch(hint)
+    key, value = m["key"], m["value"]
+    group = key.split(".")[0]
+    contexts = [[]] + ([[f"{group}={o}"] for o in available(group, EXPORT_CONF)] if (EXPORT_CONF / group).is_dir() else [])
+    GlobalHydra.instance().clear()
+    try:
+        with initialize_config_dir(config_dir=str(EXPORT_CONF), version_base="1.3"):
+            for context in contexts:
+                if value is None:
+                    tree = OmegaConf.to_container(compose("export", overrides=context), resolve=False)
+                    if _exists(tree, key.split(".")):
+                        return True
+                    continue
+                for v in [value] if HOLE not in value else [value.replace(HOLE, s) for s in SAMPLE_VALUES]:
+                    try:
+                        validate(compose("export", overrides=[*context, f"{'+' if m['plus'] else ''}{key}={v}"]))
+                    except Exception:  # noqa: BLE001
+                        continue
+                    return True
+            return False
+    finally:
+        GlobalHydra.instance().clear()
+
+
 # ---------------------------------------------------------------- composing a hint
 def compose_cli(overrides: list[str], output_dir: Path):
     """Compose ``conf/train.yaml`` with ``overrides`` as ``python -m recsys.run`` does."""
@@ -334,6 +372,16 @@ def test_the_serve_check_tells_working_hints_from_broken_ones(hint, works):
 
 @pytest.mark.parametrize(
     "hint, works",
+    [("index=hnsw", True), ("index=annoy", False), ("index.nlist=8", True), ("index.nlist=many", False),
+     (f"index.{HOLE}", True), ("out_dir=/tmp/x", True), ("check.atol", True),
+     ("model=mf", False)],
+)
+def test_the_export_check_tells_working_hints_from_broken_ones(hint, works):
+    assert export_hint_ok(hint) is works
+
+
+@pytest.mark.parametrize(
+    "hint, works",
     [
         ("split=fixed", True),
         ("data.split=fixed", False),  # composes, but data.split is then a string, not a split
@@ -361,4 +409,5 @@ def test_the_check_tells_working_hints_from_broken_ones(checker, hint, works):
 
 @pytest.mark.parametrize("where, hint", HINTS, ids=[f"{w}:{h.replace(HOLE, '{}')}" for w, h in HINTS])
 def test_every_hint_in_an_error_message_composes(checker, where, hint):
-    assert (serve_hint_ok(hint) if serves(where) else checker.ok(hint)), f"{where}: the hint {hint.replace(HOLE, '{...}')!r} does not compose"
+    ok = serve_hint_ok(hint) if serves(where) else export_hint_ok(hint) if exports(where) else checker.ok(hint)
+    assert ok, f"{where}: the hint {hint.replace(HOLE, '{...}')!r} does not compose"

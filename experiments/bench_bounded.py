@@ -8,7 +8,7 @@ default device and threads. Prints, for the chunked paths (``loss.item_chunk``,
 * one training step of full-softmax cross-entropy (``RecModule.objective`` then
   ``backward``; no optimizer step, whose Adam state is ``2 x I x D`` either way) for 1,024
   rows, chunked; and for 256 rows, chunked and plain (the plain step for 1,024 rows needs
-  about 12 GB; it is measured too when the machine has more than 3 times its estimate free);
+  about 11 GB; it is measured too when the machine has more than 3 times its estimate free);
 * one full-ranking evaluation of 10,000 users (batches of 1,024, one target and 20 excluded
   items each, every metric; ``RecModule.test_step`` then ``compute``), chunked and plain.
 

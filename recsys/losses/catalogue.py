@@ -1,8 +1,8 @@
 """Full-softmax cross-entropy over the whole catalogue in bounded memory (``loss.item_chunk``).
 
 The plain full-softmax path scores every training row against every item at once: an
-``[R, I]`` matrix, kept for the backward pass with its softmax (about 12 bytes per cell at
-its peak, 12 GB for 1,024 rows x 1M items). Here the catalogue is cut into chunks of
+``[R, I]`` matrix, kept for the backward pass with its softmax (about 11 bytes per cell at
+its peak, 11 GB for 1,024 rows x 1M items). Here the catalogue is cut into chunks of
 ``item_chunk`` items. Each chunk's scores give that chunk's log-partition
 ``logsumexp_{i in chunk} s_ri`` and the positive's score if the positive lies in it; the
 scores are then dropped and recomputed in the backward pass
@@ -78,9 +78,29 @@ def catalogue_cross_entropy(s: CatalogueScores, item_chunk: int) -> Tensor:
 
 
 def _chunk_terms(score: Score, query: Tensor, block: Tensor, local: Tensor) -> tuple[Tensor, Tensor]:
-    """``[R]`` log-partition of one chunk and ``[R]`` the positive's score where it lies in the chunk."""
+    """``[R]`` log-partition of one chunk and ``[R]`` the positive's score where it lies in the chunk (else 0)."""
     z = score(query, block)  # [R, c]
     z = z if z.dtype == torch.float64 else z.float()  # as the plain path: at least float32
-    inside = (local >= 0) & (local < z.shape[1])  # [R]
-    pos = z.gather(1, local.clamp(0, z.shape[1] - 1).unsqueeze(1)).squeeze(1)  # [R]
-    return torch.logsumexp(z, dim=1), torch.where(inside, pos, torch.zeros_like(pos))
+    return _ChunkTerms.apply(z, local)
+
+
+class _ChunkTerms(torch.autograd.Function):
+    """``[R, c]`` chunk scores -> ``[R]`` row-wise ``logsumexp`` and ``[R]`` the score at
+    column ``local`` (0 where ``local`` is outside the chunk), with one fused backward: the
+    gradient of a chunk's log-partition is the softmax within the chunk, plus the
+    positive's one-hot (autograd's own backward of ``logsumexp`` and ``gather`` would take
+    several passes and a second ``[R, c]`` buffer)."""
+
+    @staticmethod
+    def forward(ctx, z: Tensor, local: Tensor) -> tuple[Tensor, Tensor]:
+        inside = (local >= 0) & (local < z.shape[1])  # [R]
+        column = local.clamp(0, z.shape[1] - 1).unsqueeze(1)  # [R, 1]
+        pos = z.gather(1, column).squeeze(1).masked_fill(~inside, 0.0)  # [R]
+        ctx.save_for_backward(z, column, inside)
+        return torch.logsumexp(z, dim=1), pos
+
+    @staticmethod
+    def backward(ctx, grad_lse: Tensor, grad_pos: Tensor) -> tuple[Tensor, None]:
+        z, column, inside = ctx.saved_tensors
+        grad = torch.softmax(z, dim=1).mul_(grad_lse.unsqueeze(1))  # [R, c]
+        return grad.scatter_add_(1, column, (grad_pos * inside).unsqueeze(1)), None

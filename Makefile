@@ -26,7 +26,7 @@ test-slow: ## only the slow tests (real datasets, longer training)
 
 test-all: test test-slow
 
-bench: ## speed figures on ml1m (load, SASRec epoch, full-ranking evaluation, memory)
+bench: ## speed figures: ml1m (load, SASRec epoch, full-ranking evaluation, memory), default runs, reward service, 1M-item bounded memory
 	RECSYS_DATA_DIR=$${RECSYS_DATA_DIR:-$(DATA_DIR)} $(PY) -m experiments.bench
 
 report: ## compare the runs of a sweep: make report SWEEP=logs/loss_comparison/multiruns/<time>

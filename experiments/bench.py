@@ -27,7 +27,11 @@ Prints, for the real ml1m data on this machine:
   it, ``--reward-only`` runs only it): ``calculate_reward`` texts per second at batch 256
   on ml1m and beauty prompts, full catalogue and target + 99 negatives, in-process and
   through the Ray actor, with the encoder's share and peak memory, for the hashing and
-  MiniLM encoders.
+  MiniLM encoders;
+* bounded memory on a synthetic catalogue of 1M items (:mod:`experiments.bench_bounded`;
+  ``--no-bounded`` skips it, ``--bounded-only`` runs only it): peak memory and time of one
+  full-softmax training step (1,024 and 256 rows) and of one full-ranking evaluation of
+  10,000 users, with ``loss.item_chunk``/``eval.item_chunk`` and without.
 
 Targets on a 2-core CPU: load+split <= 5 s, evaluation <= 1 s, epoch <= 60 s, NeuMF
 and Wide & Deep evaluation <= 10 s;
@@ -212,18 +216,25 @@ def main() -> None:
     parser.add_argument("--default-runs-only", action="store_true", help="run only the two default commands")
     parser.add_argument("--no-reward", action="store_true", help="skip the reward service figures")
     parser.add_argument("--reward-only", action="store_true", help="run only the reward service figures")
+    parser.add_argument("--no-bounded", action="store_true", help="skip the bounded-memory figures (1M items)")
+    parser.add_argument("--bounded-only", action="store_true", help="run only the bounded-memory figures")
     args = parser.parse_args()
     torch.manual_seed(0)
     results = {"torch_threads": torch.get_num_threads()}
-    if not (args.default_runs_only or args.reward_only):
+    only = args.default_runs_only or args.reward_only or args.bounded_only
+    if not only:
         results.update(bench_ml1m(args))
-    if not (args.no_default_runs or args.reward_only):
+    if args.default_runs_only or not (args.no_default_runs or only):
         results.update(bench_default_runs(args.data_dir))
-    if not (args.no_reward or args.default_runs_only):
+    if args.reward_only or not (args.no_reward or only):
         from experiments.bench_reward import bench_reward
 
         os.environ.setdefault("RECSYS_DATA_DIR", args.data_dir)
         results.update(bench_reward())
+    if args.bounded_only or not (args.no_bounded or only):
+        from experiments.bench_bounded import bench_bounded
+
+        results.update(bench_bounded())  # each case in its own process: not in this one's peak memory
     results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
     targets = {"load_and_split_s": 5.0, "epoch_s": 60.0, "eval_end_to_end_s": 1.0, "neumf_eval_end_to_end_s": 10.0,

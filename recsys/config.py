@@ -69,6 +69,7 @@ class EvalSchema:
     monitor: str = "val/ndcg@10"
     patience: int = 10
     short_head_share: float = 0.2
+    item_chunk: Optional[int] = None
 
 
 @dataclass

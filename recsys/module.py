@@ -13,6 +13,7 @@ from torch import Tensor
 from recsys.distributed import all_gather_objects, world_size
 from recsys.errors import TrainingError
 from recsys.losses.base import RecLoss, Scores
+from recsys.losses.catalogue import CatalogueScores, check_catalogue_sampler
 from recsys.metrics.collapse import diagnostics
 from recsys.metrics.evaluator import RankingEvaluator
 from recsys.models.base import Encoded, RecModel
@@ -60,6 +61,9 @@ class RecModule(pl.LightningModule):
         short_head_share: share of training interactions held by the short head, for
             ``aplt@K``; the evaluator reports ``arp@K``, ``aplt@K`` and ``novelty@K`` once
             ``evaluator.setup(split)`` has given it the training popularity (``build`` does).
+        eval_item_chunk: None: each evaluation batch scores all items at once (``[B, I]``);
+            an integer: ``eval_item_chunk`` items at a time (``eval.item_chunk``, bounded
+            memory; :mod:`recsys.metrics.chunked`), with the same metrics.
     """
 
     def __init__(
@@ -76,6 +80,7 @@ class RecModule(pl.LightningModule):
         loss_name: str | None = None,
         pretrained_parts: list[str] = (),
         short_head_share: float = 0.2,
+        eval_item_chunk: int | None = None,
     ) -> None:
         super().__init__()
         self.model, self.loss, self.sampler = model, loss, sampler
@@ -84,7 +89,8 @@ class RecModule(pl.LightningModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.monitor = monitor
         self.pretrained_parts = list(pretrained_parts)
-        self.evaluator = RankingEvaluator(list(ks), n_items, short_head_share)
+        check_catalogue_sampler(loss, sampler)  # loss.item_chunk needs sampler=full
+        self.evaluator = RankingEvaluator(list(ks), n_items, short_head_share, item_chunk=eval_item_chunk)
         self.test_per_user: dict[str, Tensor] = {}
         self._user_sample: list[Tensor] = []  # [B, D] query vectors of the first evaluation batches
         self._sample_users: list[Tensor] = []  # [B] their users
@@ -95,14 +101,17 @@ class RecModule(pl.LightningModule):
         self.sampler.set_rank(self.global_rank)
 
     # ---- training -------------------------------------------------------------------
-    def scores(self, enc: Encoded, negatives: Negatives) -> Scores:
+    def scores(self, enc: Encoded, negatives: Negatives) -> Scores | CatalogueScores:
         """Score every row's positive and negatives (shapes in :class:`Scores`).
 
         Full softmax (``negatives.items`` is None) scores the whole catalogue
-        (``model.item_embeddings()``); sampled and in-batch negatives score only the
+        (``model.item_embeddings()``), or leaves that to a loss with ``item_chunk`` set
+        (:class:`CatalogueScores`); sampled and in-batch negatives score only the
         positives and the negatives, whose vectors come from one
         ``model.item_vectors(ids)`` call (a tower encodes only those items).
         """
+        if negatives.items is None and getattr(self.loss, "item_chunk", None) is not None:  # the loss scores in chunks
+            return CatalogueScores(enc.query, self.model.item_embeddings(), enc.target, self.model.score)
         if negatives.items is None:  # the whole catalogue; the positive's column is masked
             neg = self.model.score(enc.query, self.model.item_embeddings())  # [R, I]
             pos = neg.gather(1, enc.target.unsqueeze(1)).squeeze(1)  # [R]
@@ -211,8 +220,8 @@ class RecModule(pl.LightningModule):
         with torch.autocast(self.device.type, enabled=False):
             query = self.model.user_queries(batch).float()  # [B, D]
             items = self.model.item_embeddings().float()  # [I, D]
-            scores = self.model.score(query, items)  # [B, I] float32
-        self.evaluator.update(scores, batch, prefix)
+            # [B, I] float32 scores at once, or eval.item_chunk items at a time
+            self.evaluator.update_blocks(lambda cols: self.model.score(query, items[cols]), batch, prefix)
         if len(self._user_sample) < 4:  # a few batches of user vectors for the diagnostics
             self._user_sample.append(query.detach())
             self._sample_users.append(batch["user"].detach())

@@ -75,6 +75,7 @@ def build(cfg: DictConfig):
         loss_name=choice("loss"),
         pretrained_parts=[record["target"] for record in loaded],
         short_head_share=cfg.eval.get("short_head_share", 0.2),
+        eval_item_chunk=cfg.eval.get("item_chunk"),
     )
     module.evaluator.setup(split)  # training popularity, for arp@K, aplt@K and novelty@K
     return datamodule, module

@@ -56,9 +56,15 @@ class RecLoss(nn.Module):
 
     ``scheduled`` names the float attributes that callbacks may change during training
     (temperature, logQ lambda, margin...); each is logged every step as ``sched/<name>``.
+
+    ``item_chunk`` is None unless the loss scores the whole catalogue itself in chunks
+    (``loss=ce loss.item_chunk=N``): the module then passes it
+    :class:`~recsys.losses.catalogue.CatalogueScores` (query and item vectors) instead of
+    an ``[R, I]`` :class:`Scores` when ``sampler=full``.
     """
 
     scheduled: ClassVar[tuple[str, ...]] = ()
+    item_chunk: int | None = None
 
     def setup(self, split: SplitData) -> None:
         """Called once before training with the data split, as models and samplers are

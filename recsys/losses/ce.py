@@ -4,6 +4,8 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from recsys.losses.base import RecLoss, Scores, masked_logits, softmax_ce_first
+from recsys.losses.catalogue import CatalogueScores, catalogue_cross_entropy
+from recsys.models.chunked import check_item_chunk
 
 
 class CE(RecLoss):
@@ -12,11 +14,24 @@ class CE(RecLoss):
     ``neg``). This is the objective that makes SASRec match BERT4Rec (Klenitskiy &
     Vasilev, RecSys 2023).
 
+    Args:
+        item_chunk: None (default): the module scores the whole catalogue at once
+            (``[R, I]``). An integer: the loss receives :class:`CatalogueScores` and scores
+            ``item_chunk`` items at a time in forward and backward
+            (:mod:`recsys.losses.catalogue`), for catalogues whose ``[R, I]`` matrix does
+            not fit; the same value and gradients up to float rounding. ``sampler=full`` only.
+
     Shape:
         pos ``[B]``, neg ``[B, I]`` -> scalar.
     """
 
-    def forward(self, s: Scores) -> Tensor:
+    def __init__(self, item_chunk: int | None = None) -> None:
+        super().__init__()
+        self.item_chunk = check_item_chunk(item_chunk, "loss.item_chunk")
+
+    def forward(self, s: Scores | CatalogueScores) -> Tensor:
+        if isinstance(s, CatalogueScores):  # loss.item_chunk: bounded memory
+            return catalogue_cross_entropy(s, self.item_chunk)
         if s.pos_column is not None and s.neg_mask is None:  # fused path, same value
             return F.cross_entropy(s.neg.float(), s.pos_column)
         return softmax_ce_first(masked_logits(s))

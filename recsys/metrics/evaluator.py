@@ -8,8 +8,10 @@ from torch import Tensor
 from recsys.data.interactions import SplitData
 from recsys.distributed import all_gather_objects, world_size
 from recsys.errors import TrainingError
+from recsys.metrics.chunked import Block, rank_in_chunks
 from recsys.metrics.popularity import ItemPopularity, check_share, gini, list_metrics
 from recsys.metrics.ranking import metrics_from_ranks, target_ranks
+from recsys.models.chunked import check_item_chunk
 
 
 class RankingEvaluator:
@@ -43,11 +45,14 @@ class RankingEvaluator:
         ks: cut-offs, e.g. ``[10, 20]``.
         n_items: catalogue size, for coverage and the Gini index.
         short_head_share: share of training interactions held by the short head (APLT).
+        item_chunk: None: :meth:`update_blocks` scores all items at once; an integer: that
+            many items at a time (:mod:`recsys.metrics.chunked`, ``eval.item_chunk``).
     """
 
-    def __init__(self, ks: list[int], n_items: int, short_head_share: float = 0.2) -> None:
+    def __init__(self, ks: list[int], n_items: int, short_head_share: float = 0.2, item_chunk: int | None = None) -> None:
         check_share(short_head_share)
         self.ks, self.n_items, self.short_head_share = list(ks), n_items, short_head_share
+        self.item_chunk = check_item_chunk(item_chunk, "eval.item_chunk")
         self.popularity: ItemPopularity | None = None
         self.reset()
 
@@ -75,26 +80,46 @@ class RankingEvaluator:
         candidate score are counted in ``nonfinite_users`` first."""
         scores = scores.float()
         targets = batch["target"]
-        self._add(batch, "user", batch["user"])
         nonfinite = _nonfinite_rows(scores, batch["exclude_row"], batch["exclude_item"])  # [B]
-        for key in [k for k in batch if k.startswith("sampled")]:
-            negatives = batch[key]  # [B, N]
-            candidates = torch.cat([targets.clamp(min=0), negatives], 1)  # [B, T + N]
-            cand_scores = scores.gather(1, candidates)  # [B, T + N]
-            nonfinite |= ~torch.isfinite(cand_scores[:, targets.shape[1] :]).all(1)  # [B] negatives too
+        sampled = {
+            key: scores.gather(1, torch.cat([targets.clamp(min=0), batch[key]], 1))  # [B, T + N]
+            for key in batch
+            if key.startswith("sampled")
+        }
+        scores[batch["exclude_row"], batch["exclude_item"]] = float("-inf")
+        top_scores, top = scores.topk(max(self.ks), dim=1)  # [B, Kmax]
+        self._record(batch, prefix, target_ranks(scores, targets), top_scores, top, nonfinite, sampled)
+
+    def update_blocks(self, block: Block, batch: dict[str, Tensor], prefix: str) -> None:
+        """:meth:`update` with the scores given by ``block(cols)`` -> ``[B, len(cols)]``
+        (``cols`` a slice or item ids; a new tensor): ``block(slice(None))`` at once, or
+        with ``item_chunk`` set, ``[B, item_chunk]`` at a time with the same metrics
+        (:func:`~recsys.metrics.chunked.rank_in_chunks`, which says when top-K ties differ)."""
+        if self.item_chunk is None:
+            self.update(block(slice(None)), batch, prefix)
+            return
+        r = rank_in_chunks(block, self.n_items, batch, max(self.ks), self.item_chunk)
+        self._record(batch, prefix, r.ranks, r.top_scores, r.top, r.nonfinite, r.sampled)
+
+    def _record(self, batch: dict[str, Tensor], prefix: str, ranks: Tensor, top_scores: Tensor, top: Tensor,
+                nonfinite: Tensor, sampled: dict[str, Tensor]) -> None:
+        """Add one batch: ``[B, T]`` target ranks, ``[B, Kmax]`` top-K scores and items,
+        ``[B]`` non-finite users, ``sampled{N}`` -> ``[B, T + N]`` candidate scores."""
+        targets = batch["target"]
+        self._add(batch, "user", batch["user"])
+        for key, cand_scores in sampled.items():
+            nonfinite = nonfinite | ~torch.isfinite(cand_scores[:, targets.shape[1] :]).all(1)  # [B] negatives too
             cand_scores[:, : targets.shape[1]].masked_fill_(targets < 0, float("-inf"))
-            local = torch.arange(targets.shape[1], device=scores.device).expand_as(targets)
-            ranks = target_ranks(cand_scores, torch.where(targets >= 0, local, -1))
-            for name, values in metrics_from_ranks(ranks, self.ks).items():
+            local = torch.arange(targets.shape[1], device=targets.device).expand_as(targets)
+            sampled_ranks = target_ranks(cand_scores, torch.where(targets >= 0, local, -1))
+            for name, values in metrics_from_ranks(sampled_ranks, self.ks).items():
                 self._add(batch, f"{prefix}_{key}/{name}", values)
         self.n_users += targets.shape[0]
         self.nonfinite_users += int(nonfinite.sum())
         if self.distributed:
             self.nonfinite_rows.append(nonfinite.cpu())
-        scores[batch["exclude_row"], batch["exclude_item"]] = float("-inf")
-        for name, values in metrics_from_ranks(target_ranks(scores, targets), self.ks).items():
+        for name, values in metrics_from_ranks(ranks, self.ks).items():
             self._add(batch, f"{prefix}/{name}", values)
-        top_scores, top = scores.topk(max(self.ks), dim=1)  # [B, Kmax]
         top, shown = top.cpu(), (top_scores > float("-inf")).cpu()  # excluded items are never recommended
         for k in self.ks:
             self.exposure[k] += torch.bincount(top[:, :k][shown[:, :k]], minlength=self.n_items)  # [I]

@@ -60,12 +60,31 @@ def target_ranks(scores: Tensor, targets: Tensor, chunk: int = 1 << 24, bisect_a
     Returns:
         ``[B, T]`` float ranks, ``inf`` at padding, ``nan`` where a target's score is NaN.
     """
-    valid = targets >= 0  # [B, T]
     target_scores = scores.gather(1, targets.clamp(min=0))  # [B, T]
-    if targets.shape[1] > bisect_above:
-        at_or_above = _at_or_above_by_bisection(scores, target_scores, valid)  # [B, T]
-    else:
-        at_or_above = _at_or_above_by_comparison(scores, target_scores, chunk)  # [B, T]
+    at_or_above = count_at_or_above(scores, target_scores, targets >= 0, chunk, bisect_above)  # [B, T]
+    return ranks_from_counts(target_scores, targets, at_or_above)
+
+
+def count_at_or_above(
+    scores: Tensor, target_scores: Tensor, valid: Tensor, chunk: int = 1 << 24, bisect_above: int = 16
+) -> Tensor:
+    """``[B, T]`` #{columns i of ``scores`` : s_i >= s_t}, by one of the two paths of
+    :func:`target_ranks`. Counts over disjoint column sets add up, so ``scores`` may be a
+    chunk of the catalogue's columns (:mod:`recsys.metrics.chunked`).
+
+    Shape:
+        scores ``[B, N]``, target_scores ``[B, T]``, valid ``[B, T]`` (False at padding) -> ``[B, T]``.
+    """
+    if target_scores.shape[1] > bisect_above:
+        return _at_or_above_by_bisection(scores, target_scores, valid)  # [B, T]
+    return _at_or_above_by_comparison(scores, target_scores, chunk)  # [B, T]
+
+
+def ranks_from_counts(target_scores: Tensor, targets: Tensor, at_or_above: Tensor) -> Tensor:
+    """The ranks of :func:`target_ranks` from the targets' scores and ``at_or_above`` =
+    #{columns i : s_i >= s_t} over the whole row (the targets' own columns included, at
+    the scores ``target_scores``); shapes ``[B, T]``."""
+    valid = targets >= 0  # [B, T]
     distinct = valid & _first_occurrences(targets)  # [B, T]
     non_targets = at_or_above - _targets_at_or_above(target_scores, distinct)  # [B, T]
     ranks = (_best_first_positions(target_scores, valid) + 1 + non_targets).float()  # [B, T]

@@ -98,6 +98,7 @@ def scores_in_a_fresh_process(out: Path, inputs: list[torch.Tensor], tmp_path: P
     return torch.load(tmp_path / "scores.pt"), [int(x) for x in result.stdout.split()]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("model, keys", [("mf", ["user"]), ("sasrec", ["input"])])
 def test_an_export_reproduces_the_checkpoint_scores(runs, tmp_path, model, keys):
     out, manifest = run_export(runs[model], tmp_path / "export")
@@ -121,6 +122,7 @@ def test_an_export_reproduces_the_checkpoint_scores(runs, tmp_path, model, keys)
     assert not list(tmp_path.glob(".export.*"))  # no temporary folder left
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("index, settings", [("ivf", {"nlist": 3, "nprobe": 1}), ("hnsw", {"M": 8, "efSearch": 16})])
 def test_approximate_indexes_report_their_recall(runs, tmp_path, index, settings):
     options = [f"index.{k}={v}" for k, v in settings.items()]
@@ -138,6 +140,7 @@ def test_approximate_indexes_report_their_recall(runs, tmp_path, index, settings
         assert ms["batch_1_ms_per_query"] > 0 and ms["batch_ms_per_batch"] > 0
 
 
+@pytest.mark.slow
 def test_a_new_export_replaces_an_earlier_one(runs, tmp_path):
     out, _ = run_export(runs["mf"], tmp_path / "export", "index=hnsw")
     out, manifest = run_export(runs["mf"], tmp_path / "export")
@@ -208,6 +211,7 @@ def test_a_model_without_dot_product_scores_is_refused(tmp_path, model, name):
         (["index=hnsw", "index.M=1"], "index.M must be an integer >= 2"),
     ],
 )
+@pytest.mark.slow
 def test_index_settings_out_of_range(runs, tmp_path, overrides, match):
     with pytest.raises(Exception) as info:
         run_export(runs["mf"], tmp_path / "export", *overrides)
@@ -215,6 +219,7 @@ def test_index_settings_out_of_range(runs, tmp_path, overrides, match):
     assert not list(tmp_path.iterdir())
 
 
+@pytest.mark.slow
 def test_an_occupied_out_dir_is_refused(runs, tmp_path):
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
@@ -224,6 +229,7 @@ def test_an_occupied_out_dir_is_refused(runs, tmp_path):
     assert [p.name for p in (tmp_path / "mine").iterdir()] == ["notes.txt"]
 
 
+@pytest.mark.slow
 def test_a_failed_check_writes_nothing(runs, tmp_path):
     with pytest.raises(ExportCheckError, match="does not reproduce the checkpoint") as info:
         run_export(runs["mf"], tmp_path / "export", "check.atol=-1")  # no difference is below -1
@@ -231,6 +237,7 @@ def test_a_failed_check_writes_nothing(runs, tmp_path):
     assert not list(tmp_path.iterdir())  # neither the export nor its temporary folder
 
 
+@pytest.mark.slow
 def test_a_failure_midway_leaves_nothing(runs, tmp_path, monkeypatch):
     import recsys.export.exporter as exporter
 

@@ -97,7 +97,10 @@ def check_report(sweep: Path, out: Path, capsys) -> None:
     assert pd.read_csv(out / "jobs.csv")["status"].tolist() == ["done", "done", "failed"]
 
 
-@pytest.fixture(scope="module", params=["joblib", "submitit_local", pytest.param("ray", marks=pytest.mark.slow)])
+# joblib stays in the default suite (about 20-50 s); submitit_local and Ray start more
+# processes and run in `make test-slow`
+@pytest.fixture(scope="module", params=["joblib", pytest.param("submitit_local", marks=pytest.mark.slow),
+                                        pytest.param("ray", marks=pytest.mark.slow)])
 def swept(request, tmp_path_factory) -> tuple[str, Path, str]:
     name = request.param
     module, launcher, _, _ = LAUNCHERS[name]

@@ -223,7 +223,7 @@ def test_unknown_cross_stops_the_run_before_training(cfg_factory):
 
 
 @pytest.mark.parametrize("overrides", [["loss=bce", "sampler=uniform", "sampler.num_negatives=4"], ["loss=ce"], ["loss=bpr"],
-                                       ["loss=ssm"]])
+                                       ["loss=ssm"], ["loss=nss"], ["loss=csar"]])
 def test_trains_through_the_wiring(cfg_factory, overrides):
     """A few steps of the module's own objective on the synthetic data are finite and move
     the wide part (item bias, value weights, crosses) and the deep part."""

@@ -132,7 +132,7 @@ def check_strategy(trainer: DictConfig) -> None:
     if relaunches and multirun:
         raise ConfigError(
             "trainer=ddp starts its processes by running the command line again, which a sweep (-m) cannot do; "
-            "run each configuration as its own command, or sweep with trainer=cpu/gpu"
+            "run each configuration as its own command, or sweep with trainer=cpu or trainer=gpu"
         )
 
 

@@ -204,7 +204,7 @@ def lookup_actor(name: str, namespace: str) -> Any:
         except (ConnectionError, RuntimeError) as exc:
             raise ConfigError(
                 f"no Ray cluster to find actor {name!r} on ({exc}); start the service first: "
-                f"python -m recsys.serve (it prints the address to pass to ray.init)"
+                f"python -m recsys.serve (it prints the address of its Ray cluster)"
             ) from None
     try:
         return ray.get_actor(name, namespace=namespace)

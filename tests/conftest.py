@@ -3,6 +3,12 @@
 from __future__ import annotations
 
 import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -78,3 +84,35 @@ def train_and_report_moved(module, datamodule, steps: int = 3) -> set[str]:
         value.backward()
         optimizer.step()
     return {k.split(".")[0] for k, v in module.model.state_dict().items() if not torch.equal(v, before[k])}
+
+
+@contextmanager
+def reward_service(args: list[str], env: dict[str, str], ready: str, timeout: float = 120.0):
+    """``python -m recsys.serve <args>`` in a subprocess until it prints a line matching
+    ``ready`` (a regex whose group 1 is the cluster address); yields ``(address, env)``,
+    ``env`` with ``RAY_AUTH_MODE=token`` when the service asks for it. The service is
+    stopped with SIGTERM on exit and must exit with status 0."""
+    server = subprocess.Popen([sys.executable, "-m", "recsys.serve", *args], cwd=REPO, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    try:
+        address, deadline = None, time.time() + timeout
+        while address is None and time.time() < deadline:
+            line = server.stdout.readline()
+            if not line and server.poll() is not None:
+                break
+            lines.append(line)
+            match = re.search(ready, line)
+            address = match.group(1) if match else None
+        assert address, "the reward service never said it was ready:\n" + "".join(lines)
+        lines.append(server.stdout.readline())  # the authentication line, when there is one
+        if "RAY_AUTH_MODE=token" in lines[-1]:
+            env = {**env, "RAY_AUTH_MODE": "token"}
+        yield address, env
+    finally:
+        server.send_signal(signal.SIGTERM)
+        try:
+            server.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            server.kill()
+    assert server.returncode == 0, "".join(lines) + server.stdout.read()

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
-import signal
 import stat
 import subprocess
 import sys
@@ -25,6 +23,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from conftest import reward_service
 from recsys.config import short_dirname
 from recsys.report import main as report_main
 
@@ -132,39 +131,15 @@ def test_ray_cluster_joins_the_reward_services_cluster(tmp_path, capsys):
     """``hydra/launcher=ray_cluster`` with the address ``python -m recsys.serve`` printed: the
     sweep's jobs run on the cluster that serves the reward actor."""
     pytest.importorskip("hydra_plugins.hydra_ray_launcher", reason="hydra-ray-launcher is not installed")
-    env = child_env()
-    server = subprocess.Popen(
-        [sys.executable, "-m", "recsys.serve", "data=[synthetic]", "encoder=hashing", "namespace=launch-test",
-         f"cache_dir={tmp_path / 'cache'}", "local_cpus=3", f"hydra.run.dir={tmp_path / 'serve'}"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    lines: list[str] = []
-    try:
-        address = None
-        while address is None:
-            line = server.stdout.readline()
-            if not line:
-                break
-            lines.append(line)
-            match = re.search(r"RetrievalService ready: .* at (\S+), serving synthetic", line)
-            address = match.group(1) if match else None
-        assert address, "the reward service never said it was ready:\n" + "".join(lines)
-        lines.append(server.stdout.readline())  # the authentication line, when there is one
-        if "RAY_AUTH_MODE=token" in lines[-1]:
-            env["RAY_AUTH_MODE"] = "token"
+    args = ["data=[synthetic]", "encoder=hashing", "namespace=launch-test", f"cache_dir={tmp_path / 'cache'}",
+            "local_cpus=3", f"hydra.run.dir={tmp_path / 'serve'}"]
+    with reward_service(args, child_env(), r"RetrievalService ready: .* at (\S+), serving synthetic") as (address, env):
         sweep, output = run_sweep(
             tmp_path / "logs", ["hydra/launcher=ray_cluster", f"hydra.launcher.ray.init.address={address}"], env
         )
         assert "Connecting to existing Ray cluster" in output, output[-3000:]
         check_jobs(sweep, "RayLauncher")
         check_report(sweep, tmp_path / "report", capsys)
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.kill()
-    assert server.returncode == 0, "".join(lines) + server.stdout.read()
 
 
 def test_slurm_settings_reach_sbatch(tmp_path):

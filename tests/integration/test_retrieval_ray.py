@@ -5,11 +5,8 @@ another process."""
 from __future__ import annotations
 
 import os
-import re
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -17,6 +14,7 @@ import torch
 
 ray = pytest.importorskip("ray")
 
+from conftest import reward_service  # noqa: E402
 from recsys.errors import ConfigError, DataError  # noqa: E402
 from recsys.retrieval.encoders.hashing import HashingEncoder  # noqa: E402
 from recsys.retrieval.rewards import RecRewardFunction  # noqa: E402
@@ -82,36 +80,14 @@ def test_serve_starts_an_actor_that_a_client_in_another_process_reaches(tmp_path
         pytest.skip("ml-1m not in the data directory")
     env = {**os.environ, "RECSYS_DATA_DIR": str(data_dir), "PYTHONUNBUFFERED": "1"}
     namespace = "serve-test"
-    server = subprocess.Popen(
-        [sys.executable, "-m", "recsys.serve", "data=ml1m", "encoder=hashing", f"namespace={namespace}",
-         f"cache_dir={tmp_path / 'cache'}", "local_cpus=1", f"hydra.run.dir={tmp_path / 'run'}"],
-        cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
-    try:
-        lines, address, deadline = [], None, time.time() + 120
-        while address is None and time.time() < deadline:
-            line = server.stdout.readline()
-            if not line and server.poll() is not None:
-                break
-            lines.append(line)
-            match = re.search(r"RetrievalService ready: .* at (\S+), serving ml1m \(3,416 items\)", line)
-            address = match.group(1) if match else None
-        assert address, "the server never said it was ready:\n" + "".join(lines)
-        lines.append(server.stdout.readline())  # the authentication line, when there is one
-        if "RAY_AUTH_MODE=token" in lines[-1]:
-            env["RAY_AUTH_MODE"] = "token"
+    args = ["data=ml1m", "encoder=hashing", f"namespace={namespace}", f"cache_dir={tmp_path / 'cache'}",
+            "local_cpus=1", f"hydra.run.dir={tmp_path / 'run'}"]
+    with reward_service(args, env, r"RetrievalService ready: .* at (\S+), serving ml1m \(3,416 items\)") as (address, env):
         client = subprocess.run(
             [sys.executable, "-c", CLIENT, address, namespace], cwd=REPO, env=env, capture_output=True,
             text=True, timeout=120,
         )
         assert "SHAPE (2, 4)" in client.stdout, client.stdout + client.stderr
-    finally:
-        server.send_signal(signal.SIGTERM)
-        try:
-            server.wait(timeout=60)
-        except subprocess.TimeoutExpired:
-            server.kill()
-    assert server.returncode == 0, "".join(lines) + server.stdout.read()
 
 
 def test_serve_refuses_an_unknown_encoder_with_one_line_and_status_2(tmp_path):

@@ -30,7 +30,7 @@ import json
 import logging
 import shutil
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
@@ -50,8 +50,6 @@ class LossPlan:
     index: int
     loss: str
     space: list[Param]
-    best: dict | None = None  # the best finished trial (trial.json) once tuned
-    final_dirs: list[Path] = field(default_factory=list)
 
 
 def overrides_of(value) -> list[str]:
@@ -228,14 +226,14 @@ def tune(cfg: DictConfig, out: Path, p: LossPlan) -> None:
 
 def final_runs(cfg: DictConfig, out: Path, p: LossPlan) -> None:
     """The best trial's settings and (``untuned``) the defaults, at the final budget, per seed."""
-    p.best = best_trial(finished_trials(out, p.loss))
+    best = best_trial(finished_trials(out, p.loss))
     final = out / "final"
     final.mkdir(parents=True, exist_ok=True)
-    _supersede(out, p)
+    _supersede(out, p, best)
     variants = []
-    if p.best is not None:
-        tuned = [as_override(k, v) for k, v in p.best["params"].items()]
-        variants.append((f"tuned-t{p.best['trial']:03d}", tuned))
+    if best is not None:
+        tuned = [as_override(k, v) for k, v in best["params"].items()]
+        variants.append((f"tuned-t{best['trial']:03d}", tuned))
     else:
         print(f"[{p.loss}] no trial finished, so there is no tuned setting to retrain")
     if cfg.untuned:
@@ -243,7 +241,6 @@ def final_runs(cfg: DictConfig, out: Path, p: LossPlan) -> None:
     for seed in cfg.seeds:
         for name, params in variants:
             run_dir = final / f"{p.index}_loss-{p.loss}__{name}__seed-{seed}"
-            p.final_dirs.append(run_dir)
             if (run_dir / "metrics.json").exists() or (run_dir / "failed.json").exists():
                 continue
             resume = [f"ckpt_path={run_dir / 'checkpoints' / 'last.ckpt'}"] if (run_dir / "checkpoints" / "last.ckpt").exists() else []
@@ -254,9 +251,9 @@ def final_runs(cfg: DictConfig, out: Path, p: LossPlan) -> None:
             run_training([*overrides, *resume], run_dir, label)
 
 
-def _supersede(out: Path, p: LossPlan) -> None:
+def _supersede(out: Path, p: LossPlan, best: dict | None) -> None:
     """Move tuned runs of an earlier best trial of this loss out of ``final/``."""
-    keep = f"tuned-t{p.best['trial']:03d}" if p.best is not None else None
+    keep = f"tuned-t{best['trial']:03d}" if best is not None else None
     for run_dir in sorted((out / "final").glob(f"{p.index}_loss-{p.loss}__tuned-t*__seed-*")):
         if keep is None or f"__{keep}__" not in run_dir.name:
             target = out / "final_superseded" / run_dir.name

@@ -54,16 +54,16 @@ def final_results(out: Path) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=["loss", "setting", "seed", TEST_METRIC])
 
 
-def summary_table(cfg: DictConfig, out: Path, plans: list[LossPlan]) -> pd.DataFrame:
+def summary_table(cfg: DictConfig, out: Path, trials_by_loss: dict[str, list[dict]]) -> pd.DataFrame:
+    """One row per loss (in protocol order) from its finished trials and final runs."""
     results = final_results(out)
     rows = []
-    for p in plans:
-        trials = finished_trials(out, p.loss)
+    for loss, trials in trials_by_loss.items():
         best = best_trial(trials)
-        tuned = _seed_stats(results, p.loss, "tuned")
-        untuned = _seed_stats(results, p.loss, "untuned")
+        tuned = _seed_stats(results, loss, "tuned")
+        untuned = _seed_stats(results, loss, "untuned")
         rows.append({
-            "loss": p.loss,
+            "loss": loss,
             "trials_finished": sum(t["status"] == "done" for t in trials),
             "trials_failed": sum(t["status"] == "failed" for t in trials),
             f"best {cfg.metric}": best["value"] if best else np.nan,
@@ -89,7 +89,7 @@ def _fmt(mean: float, std: float) -> str:
     return f"{mean:.4f}" if std != std else f"{mean:.4f} ± {std:.4f}"
 
 
-def plot_curves(out: Path, plans: list[LossPlan], path: Path, metric: str) -> bool:
+def plot_curves(trials_by_loss: dict[str, list[dict]], path: Path, metric: str) -> bool:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -97,10 +97,10 @@ def plot_curves(out: Path, plans: list[LossPlan], path: Path, metric: str) -> bo
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     drawn = False
-    for p in plans:
-        curve = tuning_curve(finished_trials(out, p.loss))
+    for loss, trials in trials_by_loss.items():
+        curve = tuning_curve(trials)
         if curve["best_so_far"].notna().any():
-            ax.step(curve["trial"], curve["best_so_far"], where="post", label=f"loss={p.loss}")
+            ax.step(curve["trial"], curve["best_so_far"], where="post", label=f"loss={loss}")
             ax.plot(curve["trial"], curve["value"], "o", alpha=0.35, color=ax.lines[-1].get_color())
             drawn = True
     if drawn:
@@ -117,9 +117,10 @@ def plot_curves(out: Path, plans: list[LossPlan], path: Path, metric: str) -> bo
 def write_summary(cfg: DictConfig, out: Path, plans: list[LossPlan]) -> Path:
     """Write ``compare.md``, ``compare.csv``, ``tuning_curves.png`` and the final runs'
     report; returns the path of ``compare.md``."""
-    table = summary_table(cfg, out, plans)
+    trials_by_loss = {p.loss: finished_trials(out, p.loss) for p in plans}  # read once, for the table and the plot
+    table = summary_table(cfg, out, trials_by_loss)
     table.to_csv(out / "compare.csv", index=False)
-    plotted = plot_curves(out, plans, out / "tuning_curves.png", cfg.metric)
+    plotted = plot_curves(trials_by_loss, out / "tuning_curves.png", cfg.metric)
     final_report = report(out / "final") if (out / "final").is_dir() and any((out / "final").iterdir()) else None
     lines = [
         f"# Loss comparison at an equal tuning budget: {out}",

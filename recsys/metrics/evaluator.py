@@ -65,7 +65,6 @@ class RankingEvaluator:
 
     def reset(self) -> None:
         self.per_user: dict[str, list[Tensor]] = {}
-        self.users: list[Tensor] = []
         self.n_users, self.nonfinite_users = 0, 0
         self.exposure = {k: torch.zeros(self.n_items, dtype=torch.long) for k in self.ks}  # [I] per K
         self.distributed = world_size() > 1  # keep what gather() needs to recount exposure and users

@@ -127,3 +127,63 @@ def test_fully_padded_sequences_give_finite_outputs_and_gradients():
     h.sum().backward()
     assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
     assert torch.isfinite(model.eval().user_queries({"input": seq})).all()
+
+
+def varied_lengths(batch: int = 12, max_len: int = 20) -> tuple[torch.Tensor, torch.Tensor]:
+    """Left-padded inputs of lengths 1..max_len and their next-item targets."""
+    generator = torch.Generator().manual_seed(3)
+    window = torch.randint(0, N_ITEMS, (batch, max_len + 1), generator=generator)  # [B, L+1]
+    lengths = torch.randint(1, max_len + 1, (batch,), generator=generator)  # [B] inputs of 1..L items
+    lengths[0], lengths[1] = 1, max_len
+    padding = torch.arange(max_len + 1) < (max_len - lengths).unsqueeze(1)  # [B, L+1]
+    window[padding] = N_ITEMS
+    inputs, targets = window[:, :-1], window[:, 1:].clone()
+    targets[inputs == N_ITEMS] = N_ITEMS
+    return inputs, targets
+
+
+@pytest.mark.parametrize("buckets", [2, 3, 5, 12, 40])
+def test_length_buckets_give_the_unbucketed_outputs(buckets):
+    """With masked padding keys, cutting each length group's padding changes nothing: the
+    training rows (as a set: row order follows the buckets) and the evaluation queries
+    equal those of the whole batch at ``max_len``."""
+    torch.manual_seed(0)
+    kwargs = dict(embedding_dim=16, num_blocks=2, num_heads=2, max_len=20, dropout=0.0, user_context=[])
+    whole = SASRec(N_ITEMS, seq_buckets=1, **kwargs).eval()
+    cut = SASRec(N_ITEMS, seq_buckets=buckets, **kwargs).eval()
+    cut.load_state_dict(whole.state_dict())
+    inputs, targets = varied_lengths()
+    users = torch.arange(inputs.shape[0])
+    batch = {"input": inputs, "target": targets, "user": users}
+    a, b = whole.encode(batch), cut.encode(batch)
+    key_a = torch.stack([a.user, a.target], 1).tolist()
+    order_a = sorted(range(len(key_a)), key=lambda i: (key_a[i], a.query[i, 0].item()))
+    key_b = torch.stack([b.user, b.target], 1).tolist()
+    order_b = sorted(range(len(key_b)), key=lambda i: (key_b[i], b.query[i, 0].item()))
+    assert len(order_a) == len(order_b) == int((targets != N_ITEMS).sum())
+    assert [key_a[i] for i in order_a] == [key_b[i] for i in order_b]
+    torch.testing.assert_close(b.query[order_b], a.query[order_a], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(cut.user_queries(batch), whole.user_queries(batch), rtol=1e-5, atol=1e-5)
+
+
+def test_buckets_are_off_when_padding_keys_are_attended():
+    """Cutting padding would change the outputs when padding keys are attended."""
+    assert SASRec(N_ITEMS, max_len=MAX_LEN, mask_padding_keys=False, seq_buckets=8).seq_buckets == 1
+    assert SASRec(N_ITEMS, max_len=MAX_LEN, seq_buckets=8).seq_buckets == 8
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True, "4"])
+def test_seq_buckets_must_be_a_positive_integer(bad):
+    from recsys.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="model.seq_buckets must be an integer >= 1"):
+        SASRec(N_ITEMS, max_len=MAX_LEN, seq_buckets=bad)
+
+
+def test_a_short_sequence_is_the_end_of_a_left_padded_one():
+    """Positions are counted from the right, so cutting leading padding off the input
+    keeps every real position's output."""
+    model = SASRec(N_ITEMS, embedding_dim=16, max_len=MAX_LEN, dropout=0.0).eval()
+    seq = sequences()
+    seq[:, :3] = N_ITEMS
+    torch.testing.assert_close(model.hidden(seq[:, 3:]), model.hidden(seq)[:, 3:], rtol=1e-5, atol=1e-5)

@@ -6,6 +6,10 @@ PY := $(VENV)/bin/python
 #   make install TORCH_SPEC="torch"
 TORCH_SPEC ?= torch==2.13.0
 DATA_DIR ?= $(abspath ../shared/datasets)
+# make bench measures this commit's bench too, in the same run, and prints new / previous
+# ratios (the main before the SASRec speed work); BENCH_BASELINE=none skips it.
+BENCH_BASELINE ?= fc7e0ee
+BENCH_ARGS ?=
 
 .PHONY: install run test test-slow test-all bench report clean
 
@@ -26,8 +30,8 @@ test-slow: ## only the slow tests (real datasets, longer training)
 
 test-all: test test-slow
 
-bench: ## speed figures: ml1m (load, SASRec epoch, full-ranking evaluation, memory), default runs, reward service, 1M-item bounded memory
-	RECSYS_DATA_DIR=$${RECSYS_DATA_DIR:-$(DATA_DIR)} $(PY) -m experiments.bench
+bench: ## speed figures beside the previous main's (BENCH_BASELINE): ml1m (load, SASRec epoch and its profile, evaluation, memory), default runs, reward service, 1M-item bounded memory
+	RECSYS_DATA_DIR=$${RECSYS_DATA_DIR:-$(DATA_DIR)} $(PY) -m experiments.bench --baseline $(BENCH_BASELINE) $(BENCH_ARGS)
 
 report: ## compare the runs of a sweep: make report SWEEP=logs/loss_comparison/multiruns/<time>
 	@test -n "$(SWEEP)" || { echo "usage: make report SWEEP=<multirun dir>"; exit 2; }

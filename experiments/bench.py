@@ -4,7 +4,8 @@ Prints, for the real ml1m data on this machine:
 
 * seconds to load and split (leave-one-out);
 * SASRec training (d=64, 2 blocks, max length 200, full cross-entropy, batch 128, Adam):
-  target positions per second and seconds for one whole epoch;
+  target positions per second and seconds for one whole epoch, and where the epoch goes
+  (``epoch_profile_*``: data, attention blocks, output layer and softmax, optimizer);
 * seconds for one full-ranking evaluation of all 6,040 users, end to end (SASRec
   encoding of every user, scoring all items, excluding history, all metrics) and the
   ranking part alone (scores -> metrics, given the user vectors);
@@ -33,7 +34,12 @@ Prints, for the real ml1m data on this machine:
   full-softmax training step (1,024 and 256 rows) and of one full-ranking evaluation of
   10,000 users, with ``loss.item_chunk``/``eval.item_chunk`` and without.
 
-Targets on a 2-core CPU: load+split <= 5 s, evaluation <= 1 s, epoch <= 60 s, NeuMF
+With ``--baseline REF`` (``make bench``: ``BENCH_BASELINE``, the previous main) the bench of
+commit ``REF`` runs too, in the same run on an export of that commit, and each figure is
+printed beside the previous one with the ratio new / previous: ratios, because this
+machine's speed varies by about a third from one hour to the next.
+
+Targets on a 2-core CPU: load+split <= 5 s, evaluation <= 1 s, epoch <= 20 s, NeuMF
 and Wide & Deep evaluation <= 10 s;
 Gowalla: step <= 0.5 s, evaluation <= 60 s; two-tower/SASRec default-run time <= 1.5.
 Usage: ``python -m experiments.bench [--steps N]`` (``--steps 0``, the default, times a
@@ -97,6 +103,47 @@ def bench_training(module: RecModule, dm: RecDataModule, steps: int) -> dict[str
         "batches_per_epoch": n_batches,
         "measured_batches": done,
     }
+
+
+def profile_sasrec_epoch(module: RecModule, dm: RecDataModule, steps: int = 12) -> dict[str, float]:
+    """Where a SASRec training epoch goes, from ``steps`` timed batches scaled to the whole
+    epoch: data (the loader), the attention blocks (``model.encode`` forward, and the
+    backward from the queries' gradient down), the output layer and softmax
+    cross-entropy (scores of every item and the loss forward, and their backward down to
+    the queries' gradient), and the optimizer step. The phases run in order and sum to the
+    step; the first batch is a warm-up."""
+    optimizer = torch.optim.Adam(module.parameters(), lr=1e-3)
+    module.train()
+    n_batches = len(dm.train_dataloader().sampler)
+    phases = dict.fromkeys(("data", "attention_blocks", "output_layer_and_softmax", "optimizer"), 0.0)
+    loader = iter(dm.train_dataloader())
+    timed_steps = 0
+    for i in range(min(steps, n_batches) + 1):
+        start = time.perf_counter()
+        batch = next(loader)
+        fetched = time.perf_counter()
+        enc = module.model.encode(batch)  # the transformer's forward
+        encoded = time.perf_counter()
+        main = module.loss(module.scores(enc, module.sampler.sample(enc.target, enc.user)))  # [R, I] scores, CE
+        scored = time.perf_counter()
+        reached_queries = []
+        enc.query.register_hook(lambda grad: reached_queries.append(time.perf_counter()))
+        optimizer.zero_grad(set_to_none=True)
+        main.backward()
+        backward = time.perf_counter()
+        optimizer.step()
+        stepped = time.perf_counter()
+        if i == 0:
+            continue  # warm-up
+        timed_steps += 1
+        phases["data"] += fetched - start
+        phases["attention_blocks"] += (encoded - fetched) + (backward - reached_queries[0])
+        phases["output_layer_and_softmax"] += (scored - encoded) + (reached_queries[0] - scored)
+        phases["optimizer"] += stepped - backward
+    scale = n_batches / timed_steps
+    figures = {f"epoch_profile_{name}_s": seconds * scale for name, seconds in phases.items()}
+    figures["epoch_profile_total_s"] = sum(phases.values()) * scale
+    return figures
 
 
 @torch.no_grad()
@@ -205,6 +252,56 @@ def bench_default_runs(data_dir: str) -> dict[str, float]:
     return results
 
 
+SECTION_FLAGS = ("no_gowalla", "no_default_runs", "default_runs_only", "no_reward", "reward_only", "no_bounded",
+                 "bounded_only")
+
+
+def bench_baseline(ref: str, args: argparse.Namespace) -> dict[str, float]:
+    """The figures of commit ``ref`` (the previous main), measured now on this machine:
+    its own ``experiments/bench.py`` runs in a subprocess on an export of that commit
+    (``git archive``), with the same sections, steps and data, so that each figure can be
+    set beside the previous one measured under the same conditions (this machine's speed
+    varies by about a third from hour to hour)."""
+    root = Path(__file__).resolve().parents[1]
+    archive = subprocess.run(["git", "-C", str(root), "archive", ref], capture_output=True)
+    if archive.returncode != 0:
+        raise SystemExit(f"--baseline {ref}: git archive failed ({archive.stderr.decode().strip()}); "
+                         f"give a commit of this repository (git log --oneline) or --baseline none")
+    with tempfile.TemporaryDirectory(prefix="recsys_bench_baseline_") as tmp:
+        subprocess.run(["tar", "-x", "-C", tmp], input=archive.stdout, check=True)
+        out = Path(tmp) / "baseline.json"
+        flags = [f"--{name.replace('_', '-')}" for name in SECTION_FLAGS if getattr(args, name)]
+        command = [sys.executable, "-m", "experiments.bench", "--steps", str(args.steps), "--data-dir", args.data_dir,
+                   "--out", str(out), *flags]
+        print(f"baseline {ref}: {' '.join(command[1:])} (in an export of {ref})", flush=True)
+        done = subprocess.run(command, cwd=tmp, env={**os.environ, "PYTHONPATH": tmp})  # its recsys, not this one
+        if done.returncode != 0:
+            raise SystemExit(f"--baseline {ref}: its bench failed ({done.returncode}); see its output above")
+        return json.loads(out.read_text())
+
+
+def print_table(results: dict, previous: dict | None, ref: str | None) -> None:
+    """Each figure, its target, and with a baseline the previous figure and the ratio new / previous."""
+    targets = {"load_and_split_s": 5.0, "epoch_s": 20.0, "eval_end_to_end_s": 1.0, "neumf_eval_end_to_end_s": 10.0,
+               "wide_deep_eval_end_to_end_s": 10.0,
+               "gowalla_step_s": 0.5, "gowalla_eval_end_to_end_s": 60.0, "default_time_ratio_two_tower_sasrec": 1.5}
+    header = f"{'figure':52s} {'value':>12s}"
+    if previous is not None:
+        header += f" {'previous ' + ref:>18s} {'new/prev':>9s}"
+    print(header + "  target")
+    for key, value in results.items():
+        target = f"<= {targets[key]:g} {'ok' if value <= targets[key] else 'MISSED'}" if key in targets else ""
+        line = f"{key:52s} {value:12.3f}" if isinstance(value, float) else f"{key:52s} {value:12d}"
+        if previous is not None:
+            before = previous.get(key)
+            if isinstance(before, (int, float)) and not isinstance(before, bool):
+                ratio = f"{value / before:9.2f}" if before else f"{'-':>9s}"
+                line += f" {before:18.3f} {ratio}"
+            else:
+                line += f" {'(not measured)':>18s} {'':9s}"
+        print(f"{line}  {target}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--steps", type=int, default=0, help="training steps to time (0 = one whole epoch)")
@@ -218,6 +315,9 @@ def main() -> None:
     parser.add_argument("--reward-only", action="store_true", help="run only the reward service figures")
     parser.add_argument("--no-bounded", action="store_true", help="skip the bounded-memory figures (1M items)")
     parser.add_argument("--bounded-only", action="store_true", help="run only the bounded-memory figures")
+    parser.add_argument("--baseline", default="none",
+                        help="a commit (make bench: the previous main) whose bench runs in this run too, each figure "
+                             "printed beside it with the ratio new / previous; none: no baseline")
     args = parser.parse_args()
     torch.manual_seed(0)
     results = {"torch_threads": torch.get_num_threads()}
@@ -237,15 +337,11 @@ def main() -> None:
         results.update(bench_bounded())  # each case in its own process: not in this one's peak memory
     results["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
-    targets = {"load_and_split_s": 5.0, "epoch_s": 60.0, "eval_end_to_end_s": 1.0, "neumf_eval_end_to_end_s": 10.0,
-               "wide_deep_eval_end_to_end_s": 10.0,
-               "gowalla_step_s": 0.5, "gowalla_eval_end_to_end_s": 60.0, "default_time_ratio_two_tower_sasrec": 1.5}
-    print(f"{'figure':52s} {'value':>12s}  target")
-    for key, value in results.items():
-        target = f"<= {targets[key]:g} {'ok' if value <= targets[key] else 'MISSED'}" if key in targets else ""
-        print(f"{key:52s} {value:12.3f}  {target}" if isinstance(value, float) else f"{key:52s} {value:12d}  {target}")
+    previous = None if args.baseline == "none" else bench_baseline(args.baseline, args)
+    print_table(results, previous, args.baseline)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(results, indent=2))
+    record = results if previous is None else {**results, "baseline": {"commit": args.baseline, **previous}}
+    Path(args.out).write_text(json.dumps(record, indent=2))
 
 
 def bench_ml1m(args: argparse.Namespace) -> dict[str, float]:
@@ -267,6 +363,7 @@ def bench_ml1m(args: argparse.Namespace) -> dict[str, float]:
 
     results = {"load_s": load_s, "split_s": split_s, "load_and_split_s": load_s + split_s, "sequence_view_s": view_s}
     results.update(bench_training(module, dm, args.steps))
+    results.update(profile_sasrec_epoch(module, dm))
     results.update(bench_eval(module, dm))
     results.update(bench_neumf_eval(split, dm))
     results.update(bench_wide_deep_eval(split, dm))

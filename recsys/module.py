@@ -105,13 +105,14 @@ class RecModule(pl.LightningModule):
         """Score every row's positive and negatives (shapes in :class:`Scores`).
 
         Full softmax (``negatives.items`` is None) scores the whole catalogue
-        (``model.item_embeddings()``), or leaves that to a loss with ``item_chunk`` set
-        (:class:`CatalogueScores`); sampled and in-batch negatives score only the
+        (``model.item_embeddings()``), or leaves that to a loss that scores it itself
+        (:class:`CatalogueScores`: ``loss=ce``); sampled and in-batch negatives score only the
         positives and the negatives, whose vectors come from one
         ``model.item_vectors(ids)`` call (a tower encodes only those items).
         """
-        if negatives.items is None and getattr(self.loss, "item_chunk", None) is not None:  # the loss scores in chunks
-            return CatalogueScores(enc.query, self.model.item_embeddings(), enc.target, self.model.score)
+        if negatives.items is None and self.loss.takes_catalogue():  # the loss scores the catalogue itself
+            return CatalogueScores(enc.query, self.model.item_embeddings(), enc.target, self.model.score,
+                                   dot=self.model.scores_by_dot_product)
         if negatives.items is None:  # the whole catalogue; the positive's column is masked
             neg = self.model.score(enc.query, self.model.item_embeddings())  # [R, I]
             pos = neg.gather(1, enc.target.unsqueeze(1)).squeeze(1)  # [R]

@@ -57,14 +57,20 @@ class RecLoss(nn.Module):
     ``scheduled`` names the float attributes that callbacks may change during training
     (temperature, logQ lambda, margin...); each is logged every step as ``sched/<name>``.
 
-    ``item_chunk`` is None unless the loss scores the whole catalogue itself in chunks
-    (``loss=ce loss.item_chunk=N``): the module then passes it
+    A loss whose :meth:`takes_catalogue` is True scores the whole catalogue itself: with
+    ``sampler=full`` the module passes it
     :class:`~recsys.losses.catalogue.CatalogueScores` (query and item vectors) instead of
-    an ``[R, I]`` :class:`Scores` when ``sampler=full``.
+    an ``[R, I]`` :class:`Scores` (``loss=ce``: in one pass, or ``item_chunk`` items at a
+    time with ``loss.item_chunk=N``).
     """
 
     scheduled: ClassVar[tuple[str, ...]] = ()
     item_chunk: int | None = None
+
+    def takes_catalogue(self) -> bool:
+        """True: with ``sampler=full`` this loss receives :class:`CatalogueScores` (by
+        default only when it chunks the catalogue, ``item_chunk``)."""
+        return self.item_chunk is not None
 
     def setup(self, split: SplitData) -> None:
         """Called once before training with the data split, as models and samplers are

@@ -1,4 +1,16 @@
-"""Full-softmax cross-entropy over the whole catalogue in bounded memory (``loss.item_chunk``).
+"""Full-softmax cross-entropy that scores the whole catalogue itself: in one pass with one
+score buffer (the default of ``loss=ce``), or in bounded memory (``loss.item_chunk``).
+
+One pass (:func:`whole_catalogue_cross_entropy`): for a dot-product model the scores
+``Q E^T`` ``[R, I]``, the softmax and its gradient share one buffer, turned in place into
+the softmax in the forward pass and into the gradient of the scores in the backward pass
+(``F.cross_entropy`` on materialized scores keeps the scores, their log-softmax and a
+zero-filled gradient: three ``[R, I]`` buffers and twice the passes over them). On ml1m's
+SASRec (13k rows x 3,416 items a step) this took a sixth off the training step on 2 CPU
+cores. Other models, and mixed precision, score with ``model.score`` and use
+``F.cross_entropy``.
+
+Bounded memory:
 
 The plain full-softmax path scores every training row against every item at once: an
 ``[R, I]`` matrix, kept for the backward pass with its softmax (about 11 bytes per cell at
@@ -22,6 +34,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.checkpoint import checkpoint
 
@@ -41,12 +54,14 @@ class CatalogueScores:
         items: ``[I, D]`` the vector of every item (``model.item_embeddings()``).
         target: ``[R]`` the positive item of each row.
         score: the model's ``score(query, items)`` -> ``[R, c]`` for ``items`` ``[c, D]``.
+        dot: True when ``score`` is the plain dot product ``query @ items.T``.
     """
 
     query: Tensor
     items: Tensor
     target: Tensor
     score: Score
+    dot: bool = False  # score(query, items) is query @ items.T (the one-pass path computes it itself)
 
 
 def check_catalogue_sampler(loss: object, sampler: object) -> None:
@@ -58,6 +73,53 @@ def check_catalogue_sampler(loss: object, sampler: object) -> None:
             f"loss.item_chunk chunks the whole-catalogue softmax, but the sampler is {type(sampler).__name__}, "
             f"whose negatives are already few; use sampler=full or loss.item_chunk=null"
         )
+
+
+def whole_catalogue_cross_entropy(s: CatalogueScores) -> Tensor:
+    """Mean over rows of ``logsumexp_i s_ri - s_r,target``, all items at once: the value of
+    ``F.cross_entropy(score(query, items), target)``; one ``[R, I]`` buffer for a
+    dot-product model outside autocast, ``F.cross_entropy`` otherwise.
+
+    Shape:
+        query ``[R, D]``, items ``[I, D]``, target ``[R]`` -> scalar.
+    """
+    if s.dot and not torch.is_autocast_enabled(s.query.device.type):
+        return _DotCrossEntropy.apply(s.query, s.items, s.target)
+    z = s.score(s.query, s.items)  # [R, I]
+    return F.cross_entropy(z if z.dtype == torch.float64 else z.float(), s.target)
+
+
+class _DotCrossEntropy(torch.autograd.Function):
+    """query ``[R, D]``, items ``[I, D]``, target ``[R]`` -> the mean cross-entropy of the
+    scores ``query @ items.T``, in one ``[R, I]`` buffer: scores, then in place the softmax
+    (kept for the backward pass), then in place the scores' gradient ``(softmax -
+    onehot) / R``. The buffer is used up by the backward pass, which therefore runs once
+    (no ``retain_graph``)."""
+
+    @staticmethod
+    def forward(ctx, query: Tensor, items: Tensor, target: Tensor) -> Tensor:
+        z = query @ items.T  # [R, I]
+        pos = z.gather(1, target.unsqueeze(1))  # [R, 1]
+        top = z.amax(1, keepdim=True)  # [R, 1]
+        z.sub_(top).exp_()  # [R, I] exp(s - max)
+        total = z.sum(1, keepdim=True)  # [R, 1]
+        loss = (total.log() + top - pos).mean()
+        z.div_(total)  # [R, I] softmax
+        ctx.save_for_backward(query, items, target, z)
+        ctx.used = False
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+        if ctx.used:
+            raise RuntimeError("the one-pass full-softmax cross-entropy runs its backward pass once (no retain_graph)")
+        ctx.used = True
+        query, items, target, p = ctx.saved_tensors
+        p[torch.arange(target.numel(), device=target.device), target] -= 1.0  # [R, I] softmax - onehot
+        p.mul_(grad / target.numel())  # [R, I] d loss / d scores
+        grad_query = p @ items if ctx.needs_input_grad[0] else None  # [R, D]
+        grad_items = p.T @ query if ctx.needs_input_grad[1] else None  # [I, D]
+        return grad_query, grad_items, None
 
 
 def catalogue_cross_entropy(s: CatalogueScores, item_chunk: int) -> Tensor:

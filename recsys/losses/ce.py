@@ -4,7 +4,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from recsys.losses.base import RecLoss, Scores, masked_logits, softmax_ce_first
-from recsys.losses.catalogue import CatalogueScores, catalogue_cross_entropy
+from recsys.losses.catalogue import CatalogueScores, catalogue_cross_entropy, whole_catalogue_cross_entropy
 from recsys.models.chunked import check_item_chunk
 
 
@@ -14,12 +14,16 @@ class CE(RecLoss):
     ``neg``). This is the objective that makes SASRec match BERT4Rec (Klenitskiy &
     Vasilev, RecSys 2023).
 
+    With ``sampler=full`` the loss scores the catalogue itself (:mod:`recsys.losses.catalogue`):
+    given :class:`CatalogueScores` it computes a dot-product model's scores, softmax and
+    gradient in one ``[R, I]`` buffer; given :class:`Scores` (the loss contract tests,
+    other callers) it takes ``neg`` as the scores.
+
     Args:
-        item_chunk: None (default): the module scores the whole catalogue at once
-            (``[R, I]``). An integer: the loss receives :class:`CatalogueScores` and scores
-            ``item_chunk`` items at a time in forward and backward
-            (:mod:`recsys.losses.catalogue`), for catalogues whose ``[R, I]`` matrix does
-            not fit; the same value and gradients up to float rounding. ``sampler=full`` only.
+        item_chunk: None (default): all items at once (``[R, I]``). An integer: ``item_chunk``
+            items at a time in forward and backward, for catalogues whose ``[R, I]``
+            matrix does not fit; the same value and gradients up to float rounding.
+            ``sampler=full`` only.
 
     Shape:
         pos ``[B]``, neg ``[B, I]`` -> scalar.
@@ -29,9 +33,14 @@ class CE(RecLoss):
         super().__init__()
         self.item_chunk = check_item_chunk(item_chunk, "loss.item_chunk")
 
+    def takes_catalogue(self) -> bool:
+        return True
+
     def forward(self, s: Scores | CatalogueScores) -> Tensor:
-        if isinstance(s, CatalogueScores):  # loss.item_chunk: bounded memory
-            return catalogue_cross_entropy(s, self.item_chunk)
+        if isinstance(s, CatalogueScores):
+            if self.item_chunk is None:
+                return whole_catalogue_cross_entropy(s)
+            return catalogue_cross_entropy(s, self.item_chunk)  # loss.item_chunk: bounded memory
         if s.pos_column is not None and s.neg_mask is None:  # fused path, same value
             return F.cross_entropy(s.neg.float(), s.pos_column)
         return softmax_ce_first(masked_logits(s))

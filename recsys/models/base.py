@@ -101,6 +101,12 @@ class RecModel(nn.Module):
         self.score_kind, self.score_temperature = score, float(temperature)
         self.scheduled = ("score_temperature",) if score == "cosine" else ()
 
+    @property
+    def scores_by_dot_product(self) -> bool:
+        """True when :meth:`score` is ``query @ items.T`` (a loss may then compute the
+        scores itself, fused with what it does with them)."""
+        return self.score_kind == "dot" and type(self).score is RecModel.score
+
     def schedule_values(self) -> dict[str, float]:
         return {name: float(getattr(self, name)) for name in self.scheduled}
 

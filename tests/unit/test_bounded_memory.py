@@ -66,6 +66,57 @@ def test_ce_loss_with_item_chunk_equals_ce_on_the_whole_matrix():
     torch.testing.assert_close(chunked, plain)
 
 
+@pytest.mark.parametrize("scale", [1.0, 30.0])
+def test_one_pass_cross_entropy_and_gradients_equal_the_full_softmax(scale):
+    """``loss=ce``'s default path (scores, softmax and gradient in one buffer), also for
+    scores far apart (scale 30: exp would overflow without the max shift)."""
+    from recsys.losses.catalogue import whole_catalogue_cross_entropy
+
+    g = torch.Generator().manual_seed(2)
+    query = (scale * torch.randn(13, 6, generator=g, dtype=torch.float64)).requires_grad_()
+    items = torch.randn(I, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(0, I, (13,), generator=g)
+    target[:2] = torch.tensor([0, I - 1])
+    want = F.cross_entropy(dot(query, items), target)
+    want_grads = torch.autograd.grad(want, [query, items])
+    got = whole_catalogue_cross_entropy(CatalogueScores(query, items, target, dot, dot=True))
+    got_grads = torch.autograd.grad(got, [query, items])
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    for a, b in zip(got_grads, want_grads):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_one_pass_cross_entropy_runs_its_backward_once_and_other_scores_use_the_model():
+    from recsys.losses.catalogue import whole_catalogue_cross_entropy
+
+    query = torch.randn(5, 4, requires_grad=True)
+    items, target = torch.randn(I, 4), torch.randint(0, I, (5,))
+    loss = whole_catalogue_cross_entropy(CatalogueScores(query, items, target, dot, dot=True))
+    loss.backward(retain_graph=True)
+    with pytest.raises(RuntimeError, match="runs its backward pass once"):
+        loss.backward()
+    seen: list[int] = []
+    cosine = lambda q, v: F.normalize(q, dim=-1) @ F.normalize(v, dim=-1).T / 0.1  # noqa: E731
+    got = whole_catalogue_cross_entropy(CatalogueScores(query, items, target, spy(cosine, seen), dot=False))
+    torch.testing.assert_close(got, F.cross_entropy(cosine(query, items), target))
+    assert seen == [I]  # not a dot product: the model's own score, all items at once
+
+
+def test_module_hands_ce_the_catalogue_and_says_whether_scores_are_dot_products():
+    """``loss=ce`` with ``sampler=full`` receives CatalogueScores; ``dot`` is set for MF
+    and not for cosine scores or NeuMF's network (their own score runs)."""
+    mf = MF(20, I, embedding_dim=6)
+    cosine = MF(20, I, embedding_dim=6)
+    cosine.set_scoring("cosine", 0.2)
+    neumf = NeuMF(20, I, gmf_dim=4, mlp_layers=[8, 4])
+    batch = {"user": torch.randint(0, 20, (8,)), "item": torch.randint(0, I, (8,))}
+    for model, want in ((mf, True), (cosine, False), (neumf, False)):
+        module = module_of(model, CE())
+        enc = model.encode(batch)
+        s = module.scores(enc, module.sampler.sample(enc.target, enc.user))
+        assert isinstance(s, CatalogueScores) and s.dot is want
+
+
 def spy(score, seen: list[int]):
     """``score`` that records how many items each call scores."""
 

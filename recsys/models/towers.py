@@ -10,6 +10,7 @@ from torch import Tensor, nn
 
 from recsys.errors import ConfigError
 from recsys.models.buckets import length_buckets
+from recsys.models.dropout import Dropout
 
 
 class CategoricalFeatures(nn.Module):
@@ -68,7 +69,7 @@ def select_features(requested: Sequence[str], features: dict[str, Tensor], key: 
 
 
 def mlp(in_dim: int, dim: int, dropout: float) -> nn.Sequential:
-    return nn.Sequential(nn.Linear(in_dim, dim), nn.ReLU(), nn.Dropout(dropout), nn.Linear(dim, dim))
+    return nn.Sequential(nn.Linear(in_dim, dim), nn.ReLU(), Dropout(dropout), nn.Linear(dim, dim))
 
 
 class ItemTower(nn.Module):

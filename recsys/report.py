@@ -215,11 +215,20 @@ def summarize(jobs: list[Job], metric: str = "test/ndcg@10") -> tuple[pd.DataFra
     key = f"{metric} mean"
     best = None
     if key in table and table[key].notna().any():
-        best = str(table.loc[table[key].idxmax(), "variant"])
+        lower = lower_is_better(metric)
+        best = str(table.loc[table[key].idxmin() if lower else table[key].idxmax(), "variant"])
         sig = significance(jobs, variants, best, metric)
         table = table.merge(sig, on="variant", how="left")
-        table = table.sort_values(key, ascending=False, na_position="last").reset_index(drop=True)
+        table = table.sort_values(key, ascending=lower, na_position="last").reset_index(drop=True)
     return table, best
+
+
+LOWER_IS_BETTER = ("arp", "gini")  # popularity concentration: less is better; every other metric, more
+
+
+def lower_is_better(metric: str) -> bool:
+    """True for metrics where the best variant has the lowest mean (``test/arp@10``, ``test/gini@20``)."""
+    return metric.split("/")[-1].split("@")[0] in LOWER_IS_BETTER
 
 
 def _curves(jobs: list[Job], column: str, out: Path, title: str) -> bool:
@@ -268,7 +277,9 @@ def markdown(table: pd.DataFrame, jobs: list[Job], best: str | None, metric: str
     lines = [f"# Sweep report: {sweep_dir}", ""]
     counts = {s: sum(j.status == s for j in jobs) for s in ("done", "failed", "unfinished")}
     lines.append(f"{len(jobs)} jobs: {counts['done']} done, {counts['failed']} failed, {counts['unfinished']} unfinished (running or killed).")
-    lines.append(f"Values are mean ± standard deviation over the finished seeds. Best by {metric}: **{best}**." if best else "No finished job yet.")
+    order = "lowest" if lower_is_better(metric) else "highest"
+    lines.append(f"Values are mean ± standard deviation over the finished seeds. Best by {metric} ({order} mean): **{best}**."
+                 if best else "No finished job yet.")
     lines.append(
         "Significance: per-user test values averaged over seeds, each variant paired with the best on the same users; "
         "Wilcoxon signed-rank and paired t-test p-values, Holm-corrected; `yes` = different from the best at 0.05 (Wilcoxon)."
@@ -380,8 +391,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("sweep_dir", help="a multirun folder, e.g. logs/loss_comparison/multiruns/<time>")
     parser.add_argument("--out", default=None, help="output folder (default <sweep_dir>/report)")
     parser.add_argument("--metric", default="test/ndcg@10",
-                        help="metric that picks the best variant (highest mean) and is tested per user; any per-user "
-                             "test column, e.g. test/novelty@10 or test/aplt@10")
+                        help="metric that picks the best variant (highest mean; lowest for arp and gini) and is tested "
+                             "per user; any per-user test column, e.g. test/novelty@10, test/aplt@10 or test/arp@10")
     parser.add_argument("--curve", default="val/ndcg@10", help="per-epoch validation metric to plot")
     parser.add_argument("--max-target-count", type=int, default=None,
                         help="only users whose test target has at most this many training interactions (cold targets)")

@@ -207,6 +207,12 @@ def test_popularity_bias_columns_reach_the_tables_and_the_paired_tests(tmp_path)
     assert row["users_paired"] == N_USERS
     assert np.isclose(row["mean_diff_vs_best"], (per_user["bpr"] - per_user["ce"]).mean())
     assert np.isclose(row["p_wilcoxon_holm"], stats.wilcoxon(per_user["bpr"], per_user["ce"]).pvalue)
+    # ARP: lower is better, so bpr (less popular lists) is the reference and ranks first
+    arp = report(tmp_path, tmp_path / "arp", metric="test/arp@10")
+    ranked = pd.read_csv(arp.parent / "report.csv")
+    assert list(ranked["variant"]) == ["loss=bpr", "loss=ce"]
+    assert "Best by test/arp@10 (lowest mean): **loss=bpr**" in arp.read_text()
+    assert "(highest mean): **loss=bpr**" in novel.read_text()
 
 
 def _fmt_pair(values: list[float]) -> str:

@@ -30,7 +30,7 @@ def train(cfg: DictConfig) -> dict[str, float]:
     """Train and evaluate as configured; returns the final metrics."""
     validate(cfg)
     check_accelerator(cfg.trainer.get("accelerator", "cpu"))
-    check_strategy(cfg.trainer)
+    check_strategy(cfg.trainer, cfg.get("callbacks"))
     import pytorch_lightning as pl
 
     pl.seed_everything(cfg.seed, workers=True)

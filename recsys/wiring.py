@@ -117,14 +117,28 @@ def check_accelerator(accelerator: str) -> None:
             )
 
 
-def check_strategy(trainer: DictConfig) -> None:
-    """Refuse Lightning's DDP launcher in a sweep (``-m``): it starts the other processes by
-    running the command line again, which under ``-m`` would start the whole sweep again in
-    each of them."""
+def check_strategy(trainer: DictConfig, callbacks: DictConfig | None = None) -> None:
+    """Refuse what DDP cannot do, before anything runs:
+
+    * Lightning's DDP launcher in a sweep (``-m``): it starts the other processes by
+      running the command line again, which under ``-m`` would start the whole sweep again
+      in each of them;
+    * the freeze curriculum (``callbacks=[...,freeze_curriculum]``): DDP synchronizes the
+      gradients of the parameters that are trainable when it wraps the model, so the
+      parameters the curriculum unfreezes later would train apart in each process.
+    """
     strategy = trainer.get("strategy")
+    ddp = (isinstance(strategy, str) and strategy.startswith("ddp")) or (
+        isinstance(strategy, DictConfig) and str(strategy.get("_target_", "")).endswith(".DDPStrategy"))
     relaunches = (strategy == "ddp") if isinstance(strategy, str) else (
-        isinstance(strategy, DictConfig) and str(strategy.get("_target_", "")).endswith(".DDPStrategy")
-        and strategy.get("start_method", "popen") == "popen")
+        ddp and strategy.get("start_method", "popen") == "popen")
+    freezing = [name for name, c in (callbacks or {}).items()
+                if str((c or {}).get("_target_", "")).endswith(".FreezeCurriculum")]
+    if ddp and freezing:
+        raise ConfigError(
+            f"callbacks {', '.join(freezing)} unfreezes parameters during training, but DDP only synchronizes the "
+            f"gradients of parameters trainable when it starts; train it on one device (trainer=cpu or trainer=gpu)"
+        )
     try:
         multirun = getattr(HydraConfig.get().mode, "name", None) == "MULTIRUN"
     except ValueError:  # no Hydra context (plain API use)

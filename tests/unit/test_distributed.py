@@ -157,3 +157,13 @@ def test_a_ddp_sweep_is_refused_with_the_way_out(cfg_factory):
     with pytest.raises(ConfigError, match="trainer=ddp .* sweep \\(-m\\)"):
         check_strategy(cfg.trainer)
     check_strategy(cfg_factory(["trainer=cpu"]).trainer)
+
+
+def test_the_freeze_curriculum_is_refused_under_ddp(cfg_factory):
+    """DDP would not synchronize the gradients of what the curriculum unfreezes later."""
+    cfg = cfg_factory(["trainer=ddp", "model=two_tower", "callbacks=[default,freeze_curriculum]"])
+    with pytest.raises(ConfigError, match="callbacks freeze_curriculum unfreezes parameters .* one device"):
+        check_strategy(cfg.trainer, cfg.callbacks)
+    single = cfg_factory(["trainer=cpu", "model=two_tower", "callbacks=[default,freeze_curriculum]"])
+    check_strategy(single.trainer, single.callbacks)  # one process: fine
+    check_strategy(cfg_factory(["trainer=ddp"]).trainer, cfg_factory(["trainer=ddp"]).callbacks)

@@ -14,11 +14,12 @@ from recsys.distributed import all_gather_objects, world_size
 from recsys.errors import TrainingError
 from recsys.losses.base import RecLoss, Scores
 from recsys.losses.catalogue import CatalogueScores, check_catalogue_sampler
-from recsys.metrics.collapse import diagnostics
+from recsys.metrics.collapse import QuerySample, diagnostics
 from recsys.metrics.evaluator import RankingEvaluator
 from recsys.models.base import Encoded, RecModel
 from recsys.rng import global_states, set_global_states
 from recsys.samplers.base import Negatives, NegativeSampler
+from recsys.scoring import score_rows
 
 
 @dataclass
@@ -92,8 +93,7 @@ class RecModule(pl.LightningModule):
         check_catalogue_sampler(loss, sampler)  # loss.item_chunk needs sampler=full
         self.evaluator = RankingEvaluator(list(ks), n_items, short_head_share, item_chunk=eval_item_chunk)
         self.test_per_user: dict[str, Tensor] = {}
-        self._user_sample: list[Tensor] = []  # [B, D] query vectors of the first evaluation batches
-        self._sample_users: list[Tensor] = []  # [B] their users
+        self.query_sample = QuerySample()  # user vectors of the collapse diagnostics
         self._resumed_rng: dict | None = None  # global generators' states to restore (on_fit_start)
 
     def setup(self, stage: str) -> None:
@@ -102,39 +102,8 @@ class RecModule(pl.LightningModule):
 
     # ---- training -------------------------------------------------------------------
     def scores(self, enc: Encoded, negatives: Negatives) -> Scores | CatalogueScores:
-        """Score every row's positive and negatives (shapes in :class:`Scores`).
-
-        Full softmax (``negatives.items`` is None) scores the whole catalogue
-        (``model.item_embeddings()``), or leaves that to a loss that scores it itself
-        (:class:`CatalogueScores`: ``loss=ce``); sampled and in-batch negatives score only the
-        positives and the negatives, whose vectors come from one
-        ``model.item_vectors(ids)`` call (a tower encodes only those items).
-        """
-        if negatives.items is None and self.loss.takes_catalogue():  # the loss scores the catalogue itself
-            return CatalogueScores(enc.query, self.model.item_embeddings(), enc.target, self.model.score,
-                                   dot=self.model.scores_by_dot_product)
-        if negatives.items is None:  # the whole catalogue; the positive's column is masked
-            neg = self.model.score(enc.query, self.model.item_embeddings())  # [R, I]
-            pos = neg.gather(1, enc.target.unsqueeze(1)).squeeze(1)  # [R]
-            return Scores(pos=pos, neg=neg, pos_column=enc.target, query=enc.query)
-        neg_items = negatives.items  # [N] shared or [R, N] per row
-        rows = enc.target.numel()
-        vectors = self.model.item_vectors(torch.cat([enc.target, neg_items.flatten()]))  # [R + N or R + R*N, D]
-        pos = self.model.score(enc.query, vectors[:rows].unsqueeze(1)).squeeze(1)  # [R]
-        neg = self.model.score(enc.query, vectors[rows:].view(*neg_items.shape, -1))  # [R, N]
-        if neg_items.dim() == 1:
-            neg_items = neg_items.unsqueeze(0).expand(neg.shape[0], -1)  # [R, N]
-        neg_log_q = negatives.log_q
-        if neg_log_q is not None and neg_log_q.dim() == 1:
-            neg_log_q = neg_log_q.unsqueeze(0).expand_as(neg)
-        return Scores(
-            pos=pos,
-            neg=neg,
-            neg_mask=neg_items != enc.target.unsqueeze(1),  # accidental hits
-            pos_log_q=negatives.pos_log_q,
-            neg_log_q=neg_log_q,
-            query=enc.query,
-        )
+        """Score every row's positive and negatives for the loss (:func:`recsys.scoring.score_rows`)."""
+        return score_rows(self.model, self.loss, enc, negatives)
 
     def objective(self, batch: dict[str, Tensor]) -> Objective:
         """The training objective of one batch: encode, draw negatives, score, main loss
@@ -223,25 +192,11 @@ class RecModule(pl.LightningModule):
             items = self.model.item_embeddings().float()  # [I, D]
             # [B, I] float32 scores at once, or eval.item_chunk items at a time
             self.evaluator.update_blocks(lambda cols: self.model.score(query, items[cols]), batch, prefix)
-        if len(self._user_sample) < 4:  # a few batches of user vectors for the diagnostics
-            self._user_sample.append(query.detach())
-            self._sample_users.append(batch["user"].detach())
-
-    def _user_vectors(self) -> Tensor | None:
-        """``[N, D]`` the user vectors of the collapse diagnostics: the first four evaluation
-        batches' queries. Under DDP each process kept its first four; the batches list users
-        by increasing id, so a single process's first four are the four with the lowest first
-        user among all processes' (a batch the sampler repeated counts once)."""
-        if world_size() == 1:
-            return torch.cat(self._user_sample) if self._user_sample else None
-        local = [(int(u[0]), q.cpu()) for u, q in zip(self._sample_users, self._user_sample)]
-        batches = dict(pair for part in all_gather_objects(local) for pair in part)  # first user -> [B, D]
-        first = sorted(batches)[:4]
-        return torch.cat([batches[u] for u in first]).to(self.device) if first else None
+        self.query_sample.add(query, batch["user"])
 
     def _reset_evaluation(self) -> None:
         self.evaluator.reset()
-        self._user_sample, self._sample_users = [], []
+        self.query_sample.reset()
 
     def on_validation_epoch_start(self) -> None:
         self._reset_evaluation()
@@ -270,7 +225,7 @@ class RecModule(pl.LightningModule):
         self._check_finite("val")
         metrics = self.evaluator.compute("val")
         metrics.update(diagnostics(self.model.item_embeddings().detach(), "collapse/item"))
-        users = self._user_vectors()
+        users = self.query_sample.vectors(self.device)
         if users is not None:
             metrics.update(diagnostics(users, "collapse/user"))
         self._log_evaluation(metrics)

@@ -57,7 +57,7 @@ def eval_batches(batch_size: int = 20, seed: int = 0) -> list[dict[str, torch.Te
 def run_stage(module: RecModule, batches, stage: str = "val") -> None:
     """The steps of one evaluation stage, as Lightning calls them (no trainer attached)."""
     module.evaluator.reset()
-    module._user_sample = []
+    module.query_sample.reset()
     step = module.validation_step if stage == "val" else module.test_step
     for i, batch in enumerate(batches):
         step(batch, i)
@@ -74,7 +74,7 @@ def test_evaluation_scores_are_float32_under_bf16_autocast(device):
     with torch.autocast(device, dtype=torch.bfloat16):
         run_stage(module, batches)
     assert module.evaluator.compute("val") == want  # exactly, every metric and coverage
-    assert all(q.dtype == torch.float32 for q in module._user_sample)
+    assert all(q.dtype == torch.float32 for q in module.query_sample.queries)
     # the check can fail: scored under bf16 autocast, these users get other metrics (ties)
     bf16 = RankingEvaluator([10, 100], N_ITEMS)
     with torch.no_grad(), torch.autocast(device, dtype=torch.bfloat16):

@@ -88,3 +88,41 @@ def test_the_benchmark_times_the_objective(monkeypatch):
 
     out = bench_training(module, DM(), steps=0)
     assert len(calls) == 2 and out["measured_batches"] == 2
+
+
+def test_the_epoch_profile_splits_real_steps_into_phases_that_sum_to_the_step():
+    """experiments/bench.py's profile runs the module's own encode, scores and loss and
+    times every phase once per step; the phases add up to the total."""
+    from experiments.bench import profile_sasrec_epoch
+
+    module = make_module()
+
+    class Loader(list):
+        sampler = [0, 1, 2, 3]
+
+    class DM:
+        def train_dataloader(self):
+            return Loader([BATCH] * 4)
+
+    out = profile_sasrec_epoch(module, DM(), steps=3)
+    phases = ("data", "attention_blocks", "output_layer_and_softmax", "optimizer")
+    assert all(out[f"epoch_profile_{p}_s"] >= 0 for p in phases)
+    assert abs(sum(out[f"epoch_profile_{p}_s"] for p in phases) - out["epoch_profile_total_s"]) < 1e-9
+    assert module.model.user_emb.weight.grad is not None  # the backward pass ran
+
+
+def test_the_bench_baseline_names_a_bad_commit_and_the_table_shows_ratios(capsys):
+    import argparse
+
+    from experiments.bench import bench_baseline, print_table
+
+    args = argparse.Namespace(steps=0, data_dir="/nonexistent", no_gowalla=True, no_default_runs=True,
+                              default_runs_only=False, no_reward=True, reward_only=False, no_bounded=True,
+                              bounded_only=False)
+    with pytest.raises(SystemExit, match="--baseline no-such-commit: git archive failed .* --baseline none"):
+        bench_baseline("no-such-commit", args)
+    print_table({"epoch_s": 15.0, "eval_users": 6040, "new_figure_s": 1.0}, {"epoch_s": 30.0, "eval_users": 6040}, "abc123")
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()}
+    assert "previous abc123" in lines["figure"] and "new/prev" in lines["figure"]
+    assert lines["epoch_s"].split()[1:4] == ["15.000", "30.000", "0.50"] and "<= 20 ok" in lines["epoch_s"]
+    assert "(not measured)" in lines["new_figure_s"]

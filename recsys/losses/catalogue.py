@@ -24,8 +24,9 @@ log-partitions combine exactly: ``logsumexp_i s_ri = logsumexp_k lse_rk``.
 
 Any model composes: a chunk is scored by the model's own ``score(query, items[chunk])``, so
 dot products, cosine scores and networks on pairs (NeuMF, Wide & Deep; their dropout is
-replayed in the recomputation) all work. Cost: one extra scoring pass (the recomputation),
-so about 4/3 of the matrix products of the plain path.
+replayed in the recomputation) all work; a dot-product model takes a fused path with the
+same arithmetic and no autograd graph per chunk. Cost: one extra scoring pass (the
+recomputation), so about 4/3 of the matrix products of the plain path.
 """
 
 from __future__ import annotations
@@ -126,9 +127,16 @@ def catalogue_cross_entropy(s: CatalogueScores, item_chunk: int) -> Tensor:
     """Mean over rows of ``logsumexp_i s_ri - s_r,target``, the value of
     ``F.cross_entropy(score(query, items), target)``, holding ``[R, item_chunk]`` scores at a time.
 
+    A dot-product model outside autocast takes one autograd function that scores each
+    chunk twice (forward: a running log-partition; backward: the chunk's softmax turned in
+    place into its gradient); other models score through ``model.score`` under
+    :func:`torch.utils.checkpoint.checkpoint` (their dropout replayed).
+
     Shape:
         query ``[R, D]``, items ``[I, D]``, target ``[R]`` -> scalar.
     """
+    if s.dot and not torch.is_autocast_enabled(s.query.device.type):
+        return _ChunkedDotCrossEntropy.apply(s.query, s.items, s.target, item_chunk)
     lse, pos = [], []
     for lo, block in zip(range(0, s.items.shape[0], item_chunk), s.items.split(item_chunk)):
         local = s.target - lo  # [R] the positive's column in this chunk, if it lies in it
@@ -137,6 +145,50 @@ def catalogue_cross_entropy(s: CatalogueScores, item_chunk: int) -> Tensor:
         pos.append(chunk_pos)  # [R], 0 where the positive is elsewhere
     log_partition = torch.logsumexp(torch.stack(lse, dim=1), dim=1)  # [R]
     return (log_partition - torch.stack(pos, dim=1).sum(1)).mean()
+
+
+class _ChunkedDotCrossEntropy(torch.autograd.Function):
+    """query ``[R, D]``, items ``[I, D]``, target ``[R]`` -> the mean cross-entropy of
+    ``query @ items.T``, holding ``[R, chunk]`` scores at a time. Forward: each chunk's
+    scores update a running maximum and sum of exponentials (the online log-sum-exp), and
+    give the positive's score where it lies. Backward: each chunk's scores again, turned in
+    place into ``(softmax - onehot) * grad / R`` with the saved log-partition, then the
+    chunk's share of both gradients."""
+
+    @staticmethod
+    def forward(ctx, query: Tensor, items: Tensor, target: Tensor, chunk: int) -> Tensor:
+        rows = query.shape[0]
+        top = query.new_full((rows,), float("-inf"))  # [R] running maximum
+        total = query.new_zeros(rows)  # [R] running sum of exp(s - top)
+        pos = query.new_zeros(rows)  # [R]
+        for lo in range(0, items.shape[0], chunk):
+            z = query @ items[lo:lo + chunk].T  # [R, c]
+            inside = (target >= lo) & (target < lo + z.shape[1])  # [R]
+            pos[inside] = z[inside, target[inside] - lo]
+            new_top = torch.maximum(top, z.amax(1))  # [R]
+            total = total * torch.exp(top - new_top) + z.sub_(new_top.unsqueeze(1)).exp_().sum(1)
+            top = new_top
+        log_partition = top + total.log()  # [R]
+        ctx.save_for_backward(query, items, target, log_partition)
+        ctx.chunk = chunk
+        return (log_partition - pos).mean()
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor | None, None, None]:
+        query, items, target, log_partition = ctx.saved_tensors
+        scale = grad / target.numel()
+        grad_query = torch.zeros_like(query)  # [R, D]
+        grad_items = torch.empty_like(items) if ctx.needs_input_grad[1] else None  # [I, D]
+        for lo in range(0, items.shape[0], ctx.chunk):
+            block = items[lo:lo + ctx.chunk]  # [c, D]
+            p = (query @ block.T).sub_(log_partition.unsqueeze(1)).exp_()  # [R, c] softmax columns
+            inside = ((target >= lo) & (target < lo + block.shape[0])).nonzero().squeeze(1)  # rows whose positive is here
+            p[inside, target[inside] - lo] -= 1.0
+            p.mul_(scale)  # [R, c] d loss / d scores
+            grad_query += p @ block
+            if grad_items is not None:
+                grad_items[lo:lo + block.shape[0]] = p.T @ query
+        return grad_query, grad_items, None, None
 
 
 def _chunk_terms(score: Score, query: Tensor, block: Tensor, local: Tensor) -> tuple[Tensor, Tensor]:

@@ -37,8 +37,11 @@ def dot(query: torch.Tensor, items: torch.Tensor) -> torch.Tensor:
 
 
 # ---- training: full-softmax cross-entropy ---------------------------------------------
+@pytest.mark.parametrize("fused", [False, True])
 @pytest.mark.parametrize("chunk", CHUNKS)
-def test_chunked_cross_entropy_and_gradients_equal_the_full_softmax(chunk):
+def test_chunked_cross_entropy_and_gradients_equal_the_full_softmax(chunk, fused):
+    """The generic path (model.score per chunk, recomputed under checkpoint) and the fused
+    dot-product path (``dot=True``)."""
     g = torch.Generator().manual_seed(0)
     query = torch.randn(11, 6, generator=g, dtype=torch.float64, requires_grad=True)
     items = torch.randn(I, 6, generator=g, dtype=torch.float64, requires_grad=True)
@@ -46,11 +49,24 @@ def test_chunked_cross_entropy_and_gradients_equal_the_full_softmax(chunk):
     target[:3] = torch.tensor([0, I - 1, chunk % I])  # first, last and a chunk's first column
     want = F.cross_entropy(dot(query, items), target)
     want_grads = torch.autograd.grad(want, [query, items])
-    got = catalogue_cross_entropy(CatalogueScores(query, items, target, dot), chunk)
+    got = catalogue_cross_entropy(CatalogueScores(query, items, target, dot, dot=fused), chunk)
     got_grads = torch.autograd.grad(got, [query, items])
     torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
     for a, b in zip(got_grads, want_grads):
         torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+def test_fused_chunked_cross_entropy_with_scores_far_apart():
+    """The running log-sum-exp rescales earlier chunks when a later chunk holds a larger score."""
+    g = torch.Generator().manual_seed(5)
+    query = (30 * torch.randn(9, 6, generator=g, dtype=torch.float64)).requires_grad_()
+    items = torch.randn(I, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(0, I, (9,), generator=g)
+    want = F.cross_entropy(dot(query, items), target)
+    got = catalogue_cross_entropy(CatalogueScores(query, items, target, dot, dot=True), 7)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    for a, b in zip(torch.autograd.grad(got, [query, items]), torch.autograd.grad(want, [query, items])):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
 
 
 def test_ce_loss_with_item_chunk_equals_ce_on_the_whole_matrix():
@@ -157,7 +173,10 @@ def test_module_objective_and_gradients_with_loss_item_chunk(kind):
     torch.testing.assert_close(chunked, plain, rtol=1e-6, atol=1e-7)  # float32
     for a, b in zip(chunked_grads, plain_grads):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-7)
-    assert max(seen) <= 10 and len(seen) == 2 * 6  # 6 chunks, each scored in forward and again in backward
+    if kind == "dot":  # the fused dot-product path scores the chunks itself
+        assert seen == []
+    else:
+        assert max(seen) <= 10 and len(seen) == 2 * 6  # 6 chunks, each scored in forward and again in backward
 
 
 def test_loss_item_chunk_refuses_sampled_negatives_and_bad_values():

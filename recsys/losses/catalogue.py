@@ -47,8 +47,8 @@ Score = Callable[[Tensor, Tensor], Tensor]  # score(query [R, D], items [c, D]) 
 @dataclass
 class CatalogueScores:
     """The scores of every training row against the whole catalogue, not materialized:
-    what a loss with ``item_chunk`` set receives instead of :class:`~recsys.losses.base.Scores`
-    (``sampler=full``), to score the catalogue itself, chunk by chunk.
+    what a loss that scores the catalogue itself (``RecLoss.takes_catalogue()``: ``loss=ce``)
+    receives instead of :class:`~recsys.losses.base.Scores` (``sampler=full``).
 
     Attributes:
         query: ``[R, D]`` one query vector per training row.
@@ -76,6 +76,11 @@ def check_catalogue_sampler(loss: object, sampler: object) -> None:
         )
 
 
+def _fused(s: CatalogueScores) -> bool:
+    """The fused paths compute ``query @ items.T`` themselves: dot-product models outside autocast."""
+    return s.dot and not torch.is_autocast_enabled(s.query.device.type)
+
+
 def whole_catalogue_cross_entropy(s: CatalogueScores) -> Tensor:
     """Mean over rows of ``logsumexp_i s_ri - s_r,target``, all items at once: the value of
     ``F.cross_entropy(score(query, items), target)``; one ``[R, I]`` buffer for a
@@ -84,7 +89,7 @@ def whole_catalogue_cross_entropy(s: CatalogueScores) -> Tensor:
     Shape:
         query ``[R, D]``, items ``[I, D]``, target ``[R]`` -> scalar.
     """
-    if s.dot and not torch.is_autocast_enabled(s.query.device.type):
+    if _fused(s):
         return _DotCrossEntropy.apply(s.query, s.items, s.target)
     z = s.score(s.query, s.items)  # [R, I]
     return F.cross_entropy(z if z.dtype == torch.float64 else z.float(), s.target)
@@ -135,7 +140,7 @@ def catalogue_cross_entropy(s: CatalogueScores, item_chunk: int) -> Tensor:
     Shape:
         query ``[R, D]``, items ``[I, D]``, target ``[R]`` -> scalar.
     """
-    if s.dot and not torch.is_autocast_enabled(s.query.device.type):
+    if _fused(s):
         return _ChunkedDotCrossEntropy.apply(s.query, s.items, s.target, item_chunk)
     lse, pos = [], []
     for lo, block in zip(range(0, s.items.shape[0], item_chunk), s.items.split(item_chunk)):

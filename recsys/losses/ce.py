@@ -5,7 +5,7 @@ from torch import Tensor
 
 from recsys.losses.base import RecLoss, Scores, masked_logits, softmax_ce_first
 from recsys.losses.catalogue import CatalogueScores, catalogue_cross_entropy, whole_catalogue_cross_entropy
-from recsys.models.chunked import check_item_chunk
+from recsys.metrics.chunked import check_item_chunk
 
 
 class CE(RecLoss):

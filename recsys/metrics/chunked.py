@@ -35,9 +35,20 @@ from typing import Callable
 import torch
 from torch import Tensor
 
+from recsys.errors import ConfigError
 from recsys.metrics.ranking import count_at_or_above, ranks_from_counts
 
 Block = Callable[[slice | Tensor], Tensor]  # block(cols) -> [B, len(cols)] scores of items cols
+
+
+def check_item_chunk(item_chunk: object, key: str) -> int | None:
+    """``item_chunk`` if it is None or a positive integer, else a one-line error naming
+    ``key`` (``loss.item_chunk``, ``eval.item_chunk``: items scored at once)."""
+    if item_chunk is None:
+        return None
+    if isinstance(item_chunk, bool) or not isinstance(item_chunk, int) or item_chunk < 1:
+        raise ConfigError(f"{key} must be null (no chunking) or an integer >= 1 (items scored at once), got {item_chunk!r}")
+    return item_chunk
 
 
 @dataclass
@@ -88,7 +99,7 @@ def rank_in_chunks(block: Block, n_items: int, batch: dict[str, Tensor], kmax: i
         z[user[here], targets[here] - lo] = raw[here]  # the targets' columns hold the scores ranked
         inside = (items >= lo) & (items < hi)  # [nnz]
         chunk_rows, chunk_items = rows[inside], items[inside] - lo  # excluded pairs in this chunk
-        nonfinite |= _nonfinite_rows(z, chunk_rows, chunk_items)
+        nonfinite |= nonfinite_rows(z, chunk_rows, chunk_items)
         for key, neg in negatives.items():
             taken = (neg >= lo) & (neg < hi)  # [B, N]
             negative_scores[key][taken] = z[taken.nonzero()[:, 0], neg[taken] - lo]
@@ -121,8 +132,9 @@ def _excluded_targets(targets: Tensor, rows: Tensor, items: Tensor, n_items: int
     return (targets >= 0) & torch.isin(keys, rows * n_items + items)
 
 
-def _nonfinite_rows(z: Tensor, rows: Tensor, items: Tensor) -> Tensor:
-    """``[B]`` rows with a NaN or infinite score in ``z`` outside the excluded pairs."""
+def nonfinite_rows(z: Tensor, rows: Tensor, items: Tensor) -> Tensor:
+    """``[B]`` rows with a NaN or infinite score in ``z`` (``[B, c]``, all items or a chunk)
+    outside the excluded pairs ``(rows, items)``, whose scores are never used."""
     if bool(torch.isfinite(z.sum())):  # one reduction; NaN and inf propagate
         return torch.zeros(z.shape[0], dtype=torch.bool, device=z.device)
     bad = ~torch.isfinite(z)  # [B, c]

@@ -8,10 +8,9 @@ from torch import Tensor
 from recsys.data.interactions import SplitData
 from recsys.distributed import all_gather_objects, world_size
 from recsys.errors import TrainingError
-from recsys.metrics.chunked import Block, rank_in_chunks
+from recsys.metrics.chunked import Block, check_item_chunk, nonfinite_rows, rank_in_chunks
 from recsys.metrics.popularity import ItemPopularity, check_share, gini, list_metrics
 from recsys.metrics.ranking import metrics_from_ranks, target_ranks
-from recsys.models.chunked import check_item_chunk
 
 
 class RankingEvaluator:
@@ -79,7 +78,7 @@ class RankingEvaluator:
         candidate score are counted in ``nonfinite_users`` first."""
         scores = scores.float()
         targets = batch["target"]
-        nonfinite = _nonfinite_rows(scores, batch["exclude_row"], batch["exclude_item"])  # [B]
+        nonfinite = nonfinite_rows(scores, batch["exclude_row"], batch["exclude_item"])  # [B]
         sampled = {
             key: scores.gather(1, torch.cat([targets.clamp(min=0), batch[key]], 1))  # [B, T + N]
             for key in batch
@@ -204,13 +203,3 @@ def first_of_each(users: Tensor) -> Tensor:
     rows = torch.arange(users.numel())  # [R]
     first = torch.full((distinct.numel(),), users.numel(), dtype=torch.long)
     return first.scatter_reduce_(0, inverse, rows, reduce="amin")  # [U]
-
-
-def _nonfinite_rows(scores: Tensor, exclude_row: Tensor, exclude_item: Tensor) -> Tensor:
-    """``[B]`` True for rows with a NaN or infinite score among their candidates (every item
-    but the excluded ones, whose scores are never used)."""
-    if bool(torch.isfinite(scores.sum())):  # one reduction; NaN and inf propagate
-        return torch.zeros(scores.shape[0], dtype=torch.bool, device=scores.device)
-    bad = ~torch.isfinite(scores)  # [B, I]
-    bad[exclude_row, exclude_item] = False
-    return bad.any(1)

@@ -1,9 +1,6 @@
 """Scores of every (query, item) pair in bounded memory, for models whose score is not a dot
 product (NeuMF; later Wide & Deep): the network must run on each pair, so scoring ``B``
 users against ``I`` items would otherwise hold ``B x I x H`` hidden activations at once.
-Also the check of ``loss.item_chunk`` and ``eval.item_chunk``, the item chunks of the
-bounded-memory paths for large catalogues (:mod:`recsys.losses.catalogue`,
-:mod:`recsys.metrics.chunked`).
 """
 
 from __future__ import annotations
@@ -24,16 +21,6 @@ def check_eval_chunk(max_pairs: object) -> int:
     if isinstance(max_pairs, bool) or not isinstance(max_pairs, int) or max_pairs < 1:
         raise ConfigError(f"model.eval_chunk must be an integer >= 1 (pairs scored at once), got {max_pairs!r}")
     return max_pairs
-
-
-def check_item_chunk(item_chunk: object, key: str) -> int | None:
-    """``item_chunk`` if it is None or a positive integer, else a one-line error naming
-    ``key`` (``loss.item_chunk``, ``eval.item_chunk``: items scored at once)."""
-    if item_chunk is None:
-        return None
-    if isinstance(item_chunk, bool) or not isinstance(item_chunk, int) or item_chunk < 1:
-        raise ConfigError(f"{key} must be null (no chunking) or an integer >= 1 (items scored at once), got {item_chunk!r}")
-    return item_chunk
 
 
 def chunk_shape(n_rows: int, n_cols: int, max_pairs: int) -> tuple[int, int]:

@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import math
 import sys
 
 import pytorch_lightning as pl
@@ -12,9 +11,15 @@ from pytorch_lightning.trainer.states import TrainerFn
 from torch import nn
 from torch.optim import Optimizer
 
-from recsys.errors import ConfigError
-
-NAME = "freeze_curriculum"
+from recsys.callbacks.curriculum_checks import (
+    NAME,
+    check_arguments,
+    check_metric_is_computed,
+    check_model_paths,
+    check_optimizers_skip,
+    logged_value,
+    paths,
+)
 
 
 class FreezeCurriculum(BaseFinetuning):
@@ -77,26 +82,11 @@ class FreezeCurriculum(BaseFinetuning):
         pretrain_epochs: int = 0,
     ) -> None:
         super().__init__()
-        self.freeze_paths = _paths("freeze", freeze, allow_empty=False)
-        self.unfreeze_paths = _paths("unfreeze", unfreeze, allow_empty=False)
-        self.later_paths = _paths("later_unfreeze", later_unfreeze, allow_empty=True)
-        if after_epoch is None and max_train_loss is None and min_val_metric is None:
-            raise ConfigError(
-                f"callbacks.{NAME} needs a switch condition: set callbacks.{NAME}.after_epoch, "
-                f"callbacks.{NAME}.max_train_loss or callbacks.{NAME}.min_val_metric"
-            )
-        _check_int("after_epoch", after_epoch, 0, optional=True)
-        _check_int("pretrain_epochs", pretrain_epochs, 0)
-        _check_int("later_epochs" + (" (with later_unfreeze)" if self.later_paths else ""), later_epochs,
-                   1 if self.later_paths else 0)
-        for name, value in (("max_train_loss", max_train_loss), ("min_val_metric", min_val_metric)):
-            is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
-            if value is not None and (not is_number or math.isnan(value)):
-                raise ConfigError(f"callbacks.{NAME}.{name} must be a number or null, got {value!r}")
-        if isinstance(lr_factor, bool) or not isinstance(lr_factor, (int, float)) or not 0 < lr_factor < math.inf:
-            raise ConfigError(f"callbacks.{NAME}.lr_factor must be a finite number > 0, got {lr_factor!r}")
-        if min_val_metric is not None and not (isinstance(val_metric, str) and val_metric):
-            raise ConfigError(f"callbacks.{NAME}.val_metric must name a logged metric, got {val_metric!r}")
+        self.freeze_paths = paths("freeze", freeze, allow_empty=False)
+        self.unfreeze_paths = paths("unfreeze", unfreeze, allow_empty=False)
+        self.later_paths = paths("later_unfreeze", later_unfreeze, allow_empty=True)
+        check_arguments(after_epoch, max_train_loss, min_val_metric, val_metric, lr_factor, later_epochs,
+                        pretrain_epochs, has_later=bool(self.later_paths))
         self.after_epoch, self.max_train_loss, self.min_val_metric = after_epoch, max_train_loss, min_val_metric
         self.val_metric, self.lr_factor, self.later_epochs = val_metric, float(lr_factor), later_epochs
         self.pretrain_epochs = pretrain_epochs
@@ -196,7 +186,8 @@ class FreezeCurriculum(BaseFinetuning):
     # ---- hooks ------------------------------------------------------------------------------
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
         if stage == "fit":
-            self._check_paths(pl_module)
+            check_model_paths(getattr(pl_module, "model", None), self.freeze_paths,
+                              {"unfreeze": self.unfreeze_paths, "later_unfreeze": self.later_paths})
             self.warn_if_never_trained(list(getattr(pl_module, "pretrained_parts", ())))
             super().setup(trainer, pl_module, stage)
 
@@ -206,25 +197,9 @@ class FreezeCurriculum(BaseFinetuning):
             self._apply_stage(pl_module)
         frozen = {id(p) for path in self.freeze_paths for p in _module(pl_module, path).parameters()
                   if not p.requires_grad}
-        for optimizer in trainer.optimizers:
-            if any(id(p) in frozen for group in optimizer.param_groups for p in group["params"]):
-                raise ConfigError(
-                    f"callbacks.{NAME}: the optimizer holds frozen parameters; configure_optimizers must pass only "
-                    f"parameters with requires_grad (e.g. [p for p in self.parameters() if p.requires_grad])"
-                )
-        self._check_metric_is_computed(pl_module)
-
-    def _check_metric_is_computed(self, pl_module: pl.LightningModule) -> None:
-        """Fail before training when ``val_metric`` needs a cut-off that is not evaluated."""
-        ks = getattr(getattr(pl_module, "evaluator", None), "ks", None)
-        if self.min_val_metric is None or ks is None or "@" not in self.val_metric:
-            return
-        k = self.val_metric.rsplit("@", 1)[1]
-        if k.isdigit() and int(k) not in ks:
-            raise ConfigError(
-                f"callbacks.{NAME}.val_metric={self.val_metric} needs K={k} in eval.ks (now {list(ks)}); "
-                f"add it, e.g. eval.ks=[10,20,{k}]"
-            )
+        check_optimizers_skip(trainer.optimizers, frozen)
+        if self.min_val_metric is not None:
+            check_metric_is_computed(self.val_metric, getattr(getattr(pl_module, "evaluator", None), "ks", None))
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Apply the epoch's stage; store every optimizer's whole param groups by name
@@ -246,14 +221,7 @@ class FreezeCurriculum(BaseFinetuning):
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING or self.min_val_metric is None:
             return
-        value = trainer.callback_metrics.get(self.val_metric)
-        if value is None:
-            logged = sorted(k for k in trainer.callback_metrics if k.startswith("val"))
-            raise ConfigError(
-                f"callbacks.{NAME}.val_metric={self.val_metric!r} is not logged by validation "
-                f"(logged: {', '.join(logged) or 'none'}); set callbacks.{NAME}.val_metric"
-            )
-        self._val = float(value)
+        self._val = logged_value(self.val_metric, trainer.callback_metrics)
         if self._closed_epoch is not None:  # a validation run after on_train_epoch_end
             self._decide(self._closed_epoch, None, self._val)
 
@@ -283,53 +251,6 @@ class FreezeCurriculum(BaseFinetuning):
         self._val = state_dict.get("val")
         self._loss_sum, self._loss_steps = state_dict.get("loss_sum", 0.0), state_dict.get("loss_steps", 0)
 
-    # ---- checks ----------------------------------------------------------------------------
-    def _check_paths(self, pl_module: pl.LightningModule) -> None:
-        model = getattr(pl_module, "model", None)
-        if not isinstance(model, nn.Module):
-            raise ConfigError(f"callbacks.{NAME} needs pl_module.model (an nn.Module) to freeze parts of")
-        top = ", ".join(name for name, _ in model.named_children()) or "none"
-        for kind, paths in (("freeze", self.freeze_paths), ("unfreeze", self.unfreeze_paths),
-                            ("later_unfreeze", self.later_paths)):
-            for path in paths:
-                try:
-                    model.get_submodule(path)
-                except AttributeError:
-                    raise ConfigError(
-                        f"callbacks.{NAME}.{kind}: model {type(model).__name__} has no submodule {path!r} "
-                        f"(its top-level submodules: {top})"
-                    ) from None
-        for kind, paths in (("unfreeze", self.unfreeze_paths), ("later_unfreeze", self.later_paths)):
-            for path in paths:
-                if not any(_overlap(path, frozen) for frozen in self.freeze_paths):
-                    raise ConfigError(
-                        f"callbacks.{NAME}.{kind}: {path!r} is not inside (nor contains) a frozen path "
-                        f"({', '.join(self.freeze_paths)}), so there is nothing to unfreeze"
-                    )
-
 
 def _module(pl_module: pl.LightningModule, path: str) -> nn.Module:
     return pl_module.model.get_submodule(path)
-
-
-def _overlap(a: str, b: str) -> bool:
-    return a == b or a.startswith(b + ".") or b.startswith(a + ".")
-
-
-def _paths(name: str, value, allow_empty: bool) -> list[str]:
-    if isinstance(value, str) or value is None:
-        raise ConfigError(f"callbacks.{NAME}.{name} must be a list of submodule paths, got {value!r}")
-    paths = list(value)
-    if not allow_empty and not paths:
-        raise ConfigError(f"callbacks.{NAME}.{name} must name at least one submodule path, got []")
-    for path in paths:
-        if not isinstance(path, str) or not path:
-            raise ConfigError(f"callbacks.{NAME}.{name} must hold dotted submodule paths, got {path!r}")
-    return paths
-
-
-def _check_int(name: str, value, minimum: int, optional: bool = False) -> None:
-    if optional and value is None:
-        return
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigError(f"callbacks.{NAME}.{name} must be an integer >= {minimum}, got {value!r}")

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from recsys.models.sasrec import SASRec, SASRecBlock, attention_mask
+from recsys.models.causal_attention import SASRecBlock, attention_mask
+from recsys.models.sasrec import SASRec
 
 N_ITEMS, MAX_LEN = 30, 8
 

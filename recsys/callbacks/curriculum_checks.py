@@ -71,7 +71,7 @@ def check_model_paths(model, frozen: list[str], released: dict[str, list[str]]) 
                 )
 
 
-def check_optimizers_skip(optimizers, frozen_ids: set[int]) -> None:
+def check_optimizers_hold_no_frozen(optimizers, frozen_ids: set[int]) -> None:
     """No optimizer holds a frozen parameter (``configure_optimizers`` must filter them)."""
     for optimizer in optimizers:
         if any(id(p) in frozen_ids for group in optimizer.param_groups for p in group["params"]):

@@ -16,7 +16,7 @@ from recsys.callbacks.curriculum_checks import (
     check_arguments,
     check_metric_is_computed,
     check_model_paths,
-    check_optimizers_skip,
+    check_optimizers_hold_no_frozen,
     logged_value,
     paths,
 )
@@ -197,7 +197,7 @@ class FreezeCurriculum(BaseFinetuning):
             self._apply_stage(pl_module)
         frozen = {id(p) for path in self.freeze_paths for p in _module(pl_module, path).parameters()
                   if not p.requires_grad}
-        check_optimizers_skip(trainer.optimizers, frozen)
+        check_optimizers_hold_no_frozen(trainer.optimizers, frozen)
         if self.min_val_metric is not None:
             check_metric_is_computed(self.val_metric, getattr(getattr(pl_module, "evaluator", None), "ks", None))
 

@@ -1,5 +1,12 @@
 """Full-softmax cross-entropy that scores the whole catalogue itself: in one pass with one
-score buffer (the default of ``loss=ce``), or in bounded memory (``loss.item_chunk``).
+score buffer (the default of ``loss=ce`` and ``loss=poly``), or in bounded memory
+(``loss.item_chunk``).
+
+Poly-1 (Leng et al., ICLR 2022) adds ``epsilon * (1 - p_target)`` to each row's
+cross-entropy (``epsilon`` argument; 0 = plain cross-entropy). Its gradient with respect to
+the scores is the cross-entropy's, ``softmax - onehot``, times ``1 + epsilon * p_target``
+row by row (``d p_t / d s_j = p_t (onehot_j - p_j)``), so both passes below serve it with
+one extra ``[R]`` factor.
 
 One pass (:func:`whole_catalogue_cross_entropy`): for a dot-product model the scores
 ``Q E^T`` ``[R, I]``, the softmax and its gradient share one buffer, turned in place into
@@ -81,56 +88,75 @@ def _fused(s: CatalogueScores) -> bool:
     return s.dot and not torch.is_autocast_enabled(s.query.device.type)
 
 
-def whole_catalogue_cross_entropy(s: CatalogueScores) -> Tensor:
+def poly1_mean(ce: Tensor, epsilon: float) -> Tensor:
+    """Mean over rows of ``ce + epsilon * (1 - p_target)``, ``p_target = exp(-ce)``, from
+    ``[R]`` per-row cross-entropies (``epsilon = 0``: their plain mean)."""
+    if not epsilon:
+        return ce.mean()
+    return (ce + epsilon * (1.0 - torch.exp(-ce))).mean()
+
+
+def whole_catalogue_cross_entropy(s: CatalogueScores, epsilon: float = 0.0) -> Tensor:
     """Mean over rows of ``logsumexp_i s_ri - s_r,target``, all items at once: the value of
     ``F.cross_entropy(score(query, items), target)``; one ``[R, I]`` buffer for a
-    dot-product model outside autocast, ``F.cross_entropy`` otherwise.
+    dot-product model outside autocast, ``F.cross_entropy`` otherwise. With ``epsilon``,
+    Poly-1: each row's term plus ``epsilon * (1 - p_target)``.
 
     Shape:
         query ``[R, D]``, items ``[I, D]``, target ``[R]`` -> scalar.
     """
     if _fused(s):
-        return _DotCrossEntropy.apply(s.query, s.items, s.target)
+        return _DotCrossEntropy.apply(s.query, s.items, s.target, float(epsilon))
     z = s.score(s.query, s.items)  # [R, I]
-    return F.cross_entropy(z if z.dtype == torch.float64 else z.float(), s.target)
+    z = z if z.dtype == torch.float64 else z.float()
+    if not epsilon:
+        return F.cross_entropy(z, s.target)
+    return poly1_mean(F.cross_entropy(z, s.target, reduction="none"), epsilon)
 
 
 class _DotCrossEntropy(torch.autograd.Function):
-    """query ``[R, D]``, items ``[I, D]``, target ``[R]`` -> the mean cross-entropy of the
-    scores ``query @ items.T``, in one ``[R, I]`` buffer: scores, then in place the softmax
-    (kept for the backward pass), then in place the scores' gradient ``(softmax -
-    onehot) / R``. The buffer is used up by the backward pass, which therefore runs once
-    (no ``retain_graph``)."""
+    """query ``[R, D]``, items ``[I, D]``, target ``[R]``, epsilon -> the mean cross-entropy
+    (Poly-1 for ``epsilon != 0``) of the scores ``query @ items.T``, in one ``[R, I]``
+    buffer: scores, then in place the softmax (kept for the backward pass), then in place
+    the scores' gradient ``(softmax - onehot) * (1 + epsilon * p_target) / R``. The buffer
+    is used up by the backward pass, which therefore runs once (no ``retain_graph``)."""
 
     @staticmethod
-    def forward(ctx, query: Tensor, items: Tensor, target: Tensor) -> Tensor:
+    def forward(ctx, query: Tensor, items: Tensor, target: Tensor, epsilon: float) -> Tensor:
         z = query @ items.T  # [R, I]
         pos = z.gather(1, target.unsqueeze(1))  # [R, 1]
         top = z.amax(1, keepdim=True)  # [R, 1]
         z.sub_(top).exp_()  # [R, I] exp(s - max)
         total = z.sum(1, keepdim=True)  # [R, 1]
-        loss = (total.log() + top - pos).mean()
+        ce = total.log() + top - pos  # [R, 1]
         z.div_(total)  # [R, I] softmax
-        ctx.save_for_backward(query, items, target, z)
+        row_weight = None
+        if epsilon:
+            p_target = torch.exp(-ce)  # [R, 1]
+            row_weight = 1.0 + epsilon * p_target  # [R, 1] d poly / d ce, row by row
+            ce = ce + epsilon * (1.0 - p_target)
+        ctx.save_for_backward(query, items, target, z, row_weight)
         ctx.used = False
-        return loss
+        return ce.mean()
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None]:
+    def backward(ctx, grad: Tensor) -> tuple[Tensor | None, Tensor | None, None, None]:
         if ctx.used:
             raise RuntimeError("the one-pass full-softmax cross-entropy runs its backward pass once (no retain_graph)")
         ctx.used = True
-        query, items, target, p = ctx.saved_tensors
+        query, items, target, p, row_weight = ctx.saved_tensors
         p[torch.arange(target.numel(), device=target.device), target] -= 1.0  # [R, I] softmax - onehot
-        p.mul_(grad / target.numel())  # [R, I] d loss / d scores
+        scale = grad / target.numel()
+        p.mul_(scale if row_weight is None else row_weight * scale)  # [R, I] d loss / d scores
         grad_query = p @ items if ctx.needs_input_grad[0] else None  # [R, D]
         grad_items = p.T @ query if ctx.needs_input_grad[1] else None  # [I, D]
-        return grad_query, grad_items, None
+        return grad_query, grad_items, None, None
 
 
-def catalogue_cross_entropy(s: CatalogueScores, item_chunk: int) -> Tensor:
+def catalogue_cross_entropy(s: CatalogueScores, item_chunk: int, epsilon: float = 0.0) -> Tensor:
     """Mean over rows of ``logsumexp_i s_ri - s_r,target``, the value of
-    ``F.cross_entropy(score(query, items), target)``, holding ``[R, item_chunk]`` scores at a time.
+    ``F.cross_entropy(score(query, items), target)``, holding ``[R, item_chunk]`` scores at a
+    time. With ``epsilon``, Poly-1: each row's term plus ``epsilon * (1 - p_target)``.
 
     A dot-product model outside autocast takes one autograd function that scores each
     chunk twice (forward: a running log-partition; backward: the chunk's softmax turned in
@@ -141,7 +167,7 @@ def catalogue_cross_entropy(s: CatalogueScores, item_chunk: int) -> Tensor:
         query ``[R, D]``, items ``[I, D]``, target ``[R]`` -> scalar.
     """
     if _fused(s):
-        return _ChunkedDotCrossEntropy.apply(s.query, s.items, s.target, item_chunk)
+        return _ChunkedDotCrossEntropy.apply(s.query, s.items, s.target, item_chunk, float(epsilon))
     lse, pos = [], []
     for lo, block in zip(range(0, s.items.shape[0], item_chunk), s.items.split(item_chunk)):
         local = s.target - lo  # [R] the positive's column in this chunk, if it lies in it
@@ -149,19 +175,20 @@ def catalogue_cross_entropy(s: CatalogueScores, item_chunk: int) -> Tensor:
         lse.append(chunk_lse)  # [R]
         pos.append(chunk_pos)  # [R], 0 where the positive is elsewhere
     log_partition = torch.logsumexp(torch.stack(lse, dim=1), dim=1)  # [R]
-    return (log_partition - torch.stack(pos, dim=1).sum(1)).mean()
+    return poly1_mean(log_partition - torch.stack(pos, dim=1).sum(1), epsilon)
 
 
 class _ChunkedDotCrossEntropy(torch.autograd.Function):
-    """query ``[R, D]``, items ``[I, D]``, target ``[R]`` -> the mean cross-entropy of
-    ``query @ items.T``, holding ``[R, chunk]`` scores at a time. Forward: each chunk's
-    scores update a running maximum and sum of exponentials (the online log-sum-exp), and
-    give the positive's score where it lies. Backward: each chunk's scores again, turned in
-    place into ``(softmax - onehot) * grad / R`` with the saved log-partition, then the
-    chunk's share of both gradients."""
+    """query ``[R, D]``, items ``[I, D]``, target ``[R]``, chunk, epsilon -> the mean
+    cross-entropy (Poly-1 for ``epsilon != 0``) of ``query @ items.T``, holding ``[R, chunk]``
+    scores at a time. Forward: each chunk's scores update a running maximum and sum of
+    exponentials (the online log-sum-exp), and give the positive's score where it lies.
+    Backward: each chunk's scores again, turned in place into ``(softmax - onehot) *
+    (1 + epsilon * p_target) * grad / R`` with the saved log-partition, then the chunk's
+    share of both gradients."""
 
     @staticmethod
-    def forward(ctx, query: Tensor, items: Tensor, target: Tensor, chunk: int) -> Tensor:
+    def forward(ctx, query: Tensor, items: Tensor, target: Tensor, chunk: int, epsilon: float) -> Tensor:
         rows = query.shape[0]
         top = query.new_full((rows,), float("-inf"))  # [R] running maximum
         total = query.new_zeros(rows)  # [R] running sum of exp(s - top)
@@ -174,14 +201,22 @@ class _ChunkedDotCrossEntropy(torch.autograd.Function):
             total = total * torch.exp(top - new_top) + z.sub_(new_top.unsqueeze(1)).exp_().sum(1)
             top = new_top
         log_partition = top + total.log()  # [R]
-        ctx.save_for_backward(query, items, target, log_partition)
+        ce = log_partition - pos  # [R]
+        row_weight = None
+        if epsilon:
+            p_target = torch.exp(-ce)  # [R]
+            row_weight = 1.0 + epsilon * p_target  # [R] d poly / d ce, row by row
+            ce = ce + epsilon * (1.0 - p_target)
+        ctx.save_for_backward(query, items, target, log_partition, row_weight)
         ctx.chunk = chunk
-        return (log_partition - pos).mean()
+        return ce.mean()
 
     @staticmethod
-    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor | None, None, None]:
-        query, items, target, log_partition = ctx.saved_tensors
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor | None, None, None, None]:
+        query, items, target, log_partition, row_weight = ctx.saved_tensors
         scale = grad / target.numel()
+        if row_weight is not None:
+            scale = (row_weight * scale).unsqueeze(1)  # [R, 1]
         grad_query = torch.zeros_like(query)  # [R, D]
         grad_items = torch.empty_like(items) if ctx.needs_input_grad[1] else None  # [I, D]
         for lo in range(0, items.shape[0], ctx.chunk):
@@ -193,7 +228,7 @@ class _ChunkedDotCrossEntropy(torch.autograd.Function):
             grad_query += p @ block
             if grad_items is not None:
                 grad_items[lo:lo + block.shape[0]] = p.T @ query
-        return grad_query, grad_items, None, None
+        return grad_query, grad_items, None, None, None
 
 
 def _chunk_terms(score: Score, query: Tensor, block: Tensor, local: Tensor) -> tuple[Tensor, Tensor]:

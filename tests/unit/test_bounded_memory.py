@@ -118,6 +118,59 @@ def test_one_pass_cross_entropy_runs_its_backward_once_and_other_scores_use_the_
     assert seen == [I]  # not a dot product: the model's own score, all items at once
 
 
+# ---- training: Poly-1 on the same two paths -------------------------------------------
+def poly1_reference(query, items, target, epsilon: float):
+    """Leng et al.'s Poly-1 written out: per-row CE on the materialized scores plus
+    epsilon * (1 - p_target), averaged."""
+    ce = F.cross_entropy(dot(query, items), target, reduction="none")  # [R]
+    return (ce + epsilon * (1 - torch.exp(-ce))).mean()
+
+
+@pytest.mark.parametrize("epsilon", [-0.7, 2.5])
+@pytest.mark.parametrize("path", ["one_pass", "one_pass_model_score", "chunked", "chunked_model_score"])
+def test_poly1_on_the_catalogue_paths_equals_the_formula_with_gradients(path, epsilon):
+    """``loss=poly`` with ``sampler=full`` takes the catalogue paths of ``loss=ce``: the
+    same value and gradients as the formula on materialized scores, for the one-pass
+    buffer, the chunked pass and the model's own score (scale 8: exp would overflow
+    without the max shift in float32 terms)."""
+    from recsys.losses.poly import Poly1
+
+    g = torch.Generator().manual_seed(3)
+    query = (8 * torch.randn(13, 6, generator=g, dtype=torch.float64)).requires_grad_()
+    items = torch.randn(I, 6, generator=g, dtype=torch.float64, requires_grad=True)
+    target = torch.randint(0, I, (13,), generator=g)
+    target[:2] = torch.tensor([0, I - 1])
+    want = poly1_reference(query, items, target, epsilon)
+    want_grads = torch.autograd.grad(want, [query, items])
+    loss = Poly1(epsilon, item_chunk=7 if path.startswith("chunked") else None)
+    got = loss(CatalogueScores(query, items, target, dot, dot=not path.endswith("model_score")))
+    got_grads = torch.autograd.grad(got, [query, items])
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    for a, b in zip(got_grads, want_grads):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_poly1_takes_the_same_value_from_the_catalogue_and_from_scores():
+    """The module's paths agree: CatalogueScores (sampler=full), Scores over the whole
+    catalogue with the positive's column, and Scores with the positive apart."""
+    from recsys.losses.base import Scores
+    from recsys.losses.poly import Poly1
+
+    g = torch.Generator().manual_seed(4)
+    query, items = torch.randn(9, 4, generator=g), torch.randn(I, 4, generator=g)
+    target = torch.randint(0, I, (9,), generator=g)
+    neg = dot(query, items)  # [R, I]
+    pos = neg.gather(1, target[:, None])[:, 0]  # [R]
+    loss = Poly1(1.5)
+    catalogue = loss(CatalogueScores(query, items, target, dot, dot=True))
+    with_column = loss(Scores(pos=pos, neg=neg, pos_column=target))
+    others = torch.ones_like(neg, dtype=torch.bool).scatter_(1, target[:, None], False)  # [R, I] the positive masked
+    apart = loss(Scores(pos=pos, neg=neg, neg_mask=others))
+    torch.testing.assert_close(catalogue, with_column)
+    torch.testing.assert_close(apart, with_column)
+    torch.testing.assert_close(Poly1(0.0)(Scores(pos=pos, neg=neg, pos_column=target)), CE()(Scores(pos=pos, neg=neg, pos_column=target)))
+
+
 def test_module_hands_ce_the_catalogue_and_says_whether_scores_are_dot_products():
     """``loss=ce`` with ``sampler=full`` receives CatalogueScores; ``dot`` is set for MF
     and not for cosine scores or NeuMF's network (their own score runs)."""
@@ -190,11 +243,11 @@ def test_loss_item_chunk_refuses_sampled_negatives_and_bad_values():
 
 
 def test_losses_without_item_chunk_refuse_the_key_in_one_line():
-    """poly and csar need the whole [R, I] matrix; their configs have no item_chunk."""
-    for loss in ("poly", "csar"):
-        with pytest.raises(ConfigError, match=r"^loss.item_chunk is not in the config \(the options that have it: loss=ce\)"):
-            check_composes([f"loss={loss}", "loss.item_chunk=8"])
+    """csar needs the whole [R, I] matrix; its config has no item_chunk."""
+    with pytest.raises(ConfigError, match=r"^loss.item_chunk is not in the config \(the options that have it: loss=ce, loss=poly\)"):
+        check_composes(["loss=csar", "loss.item_chunk=8"])
     check_composes(["loss=ce", "loss.item_chunk=8", "eval.item_chunk=100"])
+    check_composes(["loss=poly", "loss.item_chunk=8"])
 
 
 # ---- evaluation: ranks, top-K lists and every metric ------------------------------------

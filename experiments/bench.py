@@ -6,6 +6,10 @@ Prints, for the real ml1m data on this machine:
 * SASRec training (d=64, 2 blocks, max length 200, full cross-entropy, batch 128, Adam):
   target positions per second and seconds for one whole epoch, and where the epoch goes
   (``epoch_profile_*``: data, attention blocks, output layer and softmax, optimizer);
+* seconds per SASRec training step with each main loss on its default negatives
+  (``loss_step_*``: ce and poly over all items, bce with one uniform negative per
+  position, infonce and nss on at most 1,024 in-batch negatives): what an equal-wall-time
+  loss comparison (``python -m recsys.compare``) gives each loss in epochs;
 * seconds for one full-ranking evaluation of all 6,040 users, end to end (SASRec
   encoding of every user, scoring all items, excluding history, all metrics) and the
   ranking part alone (scores -> metrics, given the user vectors);
@@ -64,13 +68,17 @@ from recsys.data.datamodule import RecDataModule
 from recsys.data.datasets.movielens import ML1M
 from recsys.data.files import default_data_dir
 from recsys.data.splits import LeaveOneOut
-from recsys.losses.ce import CE
 from recsys.losses.bce import BCE
+from recsys.losses.ce import CE
+from recsys.losses.infonce import InfoNCE
+from recsys.losses.nss import NSS
+from recsys.losses.poly import Poly1
 from recsys.models.neumf import NeuMF
 from recsys.models.sasrec import SASRec
 from recsys.models.wide_deep import WideDeep
 from recsys.module import RecModule
 from recsys.samplers.full import FullSampler
+from recsys.samplers.in_batch import InBatchSampler
 from recsys.samplers.uniform import UniformSampler
 
 
@@ -143,6 +151,38 @@ def profile_sasrec_epoch(module: RecModule, dm: RecDataModule, steps: int = 12) 
     scale = n_batches / timed_steps
     figures = {f"epoch_profile_{name}_s": seconds * scale for name, seconds in phases.items()}
     figures["epoch_profile_total_s"] = sum(phases.values()) * scale
+    return figures
+
+
+def bench_loss_steps(split, dm: RecDataModule, steps: int = 5) -> dict[str, float]:
+    """Seconds per SASRec ml1m training step (the :func:`bench_training` model, batch 128)
+    for each main loss on its config's default negatives, ``steps`` timed steps after one
+    warm-up step, each loss on a fresh model."""
+    cases = {
+        "ce": lambda: (CE(), FullSampler()),
+        "poly": lambda: (Poly1(1.0), FullSampler()),
+        "bce": lambda: (BCE(), UniformSampler(1)),
+        "infonce": lambda: (InfoNCE(0.1), InBatchSampler(1024)),
+        "nss": lambda: (NSS(), InBatchSampler(1024)),
+    }
+    figures = {}
+    for name, make in cases.items():
+        torch.manual_seed(0)
+        model = SASRec(split.n_items, embedding_dim=64, num_blocks=2, num_heads=1, max_len=200, dropout=0.2)
+        loss, sampler = make()
+        for part in (model, sampler, loss):
+            part.setup(split)
+        module = RecModule(model, loss, sampler, optimizer=None, n_items=split.n_items).train()
+        optimizer = torch.optim.Adam(module.parameters(), lr=1e-3)
+        seconds = 0.0
+        for i, batch in zip(range(steps + 1), dm.train_dataloader()):
+            start = time.perf_counter()
+            step = module.objective(batch)
+            optimizer.zero_grad(set_to_none=True)
+            step.total.backward()
+            optimizer.step()
+            seconds += (time.perf_counter() - start) if i else 0.0  # step 0: warm-up
+        figures[f"loss_step_{name}_s"] = seconds / steps
     return figures
 
 
@@ -364,6 +404,7 @@ def bench_ml1m(args: argparse.Namespace) -> dict[str, float]:
     results = {"load_s": load_s, "split_s": split_s, "load_and_split_s": load_s + split_s, "sequence_view_s": view_s}
     results.update(bench_training(module, dm, args.steps))
     results.update(profile_sasrec_epoch(module, dm))
+    results.update(bench_loss_steps(split, dm))
     results.update(bench_eval(module, dm))
     results.update(bench_neumf_eval(split, dm))
     results.update(bench_wide_deep_eval(split, dm))

@@ -111,6 +111,32 @@ def test_the_epoch_profile_splits_real_steps_into_phases_that_sum_to_the_step():
     assert module.model.user_emb.weight.grad is not None  # the backward pass ran
 
 
+def test_the_loss_step_bench_trains_each_main_loss_through_the_objective(monkeypatch):
+    """experiments/bench.py's per-loss step times run RecModule.objective for every loss
+    (warm-up step untimed) on a SASRec batch, and the backward pass reaches the model."""
+    from experiments.bench import bench_loss_steps
+    from recsys.data.datasets.synthetic import Synthetic
+    from recsys.data.interactions import RawData
+    from recsys.data.splits import LeaveOneOut
+
+    split = LeaveOneOut()(RawData(Synthetic(n_users=30, n_items=20, n_clusters=2, series_len=4, seed=1).generate()))
+    pad = split.n_items
+    batch = {"user": torch.arange(3), "input": torch.tensor([[pad, 1, 2, 3], [4, 5, 6, 7], [pad, pad, 8, 1]]),
+             "target": torch.tensor([[pad, 2, 3, 9], [5, 6, 7, 10], [pad, pad, 1, 9]])}
+    losses = []
+    real = RecModule.objective
+    monkeypatch.setattr(RecModule, "objective", lambda self, b: losses.append(type(self.loss).__name__) or real(self, b))
+
+    class DM:
+        def train_dataloader(self):
+            return [batch] * 5
+
+    out = bench_loss_steps(split, DM(), steps=2)
+    assert set(out) == {f"loss_step_{n}_s" for n in ("ce", "poly", "bce", "infonce", "nss")}
+    assert all(v > 0 for v in out.values())
+    assert losses == [name for name in ("CE", "Poly1", "BCE", "InfoNCE", "NSS") for _ in range(3)]  # warm-up + 2
+
+
 def test_the_bench_baseline_names_a_bad_commit_and_the_table_shows_ratios(capsys):
     import argparse
 

@@ -5,7 +5,7 @@ import math
 import torch
 from torch import Tensor
 
-from recsys.losses.base import RecLoss, Scores, masked_logits, softmax_ce_first
+from recsys.losses.base import RecLoss, Scores
 
 
 class NSS(RecLoss):
@@ -37,9 +37,21 @@ class NSS(RecLoss):
         valid = s.valid()  # [B, N]
         pos, neg = s.pos.float(), s.neg.float()
         count = pos.numel() + valid.sum()
-        mean = (pos.sum() + (neg * valid).sum()) / count
-        var = (((pos - mean) ** 2).sum() + (((neg - mean) ** 2) * valid).sum()) / count
-        std = (var + self.eps).sqrt()
-        pos_z, neg_z = (pos - mean) / std, (neg - mean) / std
-        neg_z = neg_z + self.correction(valid.sum(1)).unsqueeze(1)  # [B, N]
-        return softmax_ce_first(masked_logits(Scores(pos=pos_z, neg=neg_z, neg_mask=valid)))
+        # The row's softmax cross-entropy does not change when every logit of the row moves by
+        # the same amount, so subtracting the mean is left out of the logits, and the mean enters
+        # the variance as a constant: var = E[(x - mean)^2] has the gradient 2 (x - mean) / count
+        # whether or not the mean is differentiated (its own term sums to zero). Fewer [B, N]
+        # passes than the formula written out: the same value and gradients.
+        with torch.no_grad():
+            mean = (pos.sum() + torch.where(valid, neg, 0.0).sum()) / count
+        pos_c = pos - mean  # [B]
+        neg_c = (neg - mean).masked_fill(~valid, 0.0).flatten()  # [B * N]
+        var = (pos_c.dot(pos_c) + neg_c.dot(neg_c)) / count
+        inv_std = (var + self.eps).rsqrt()
+        correction = self.correction(valid.sum(1)).unsqueeze(1)  # [B, 1]
+        neg_z = torch.addcmul(correction, neg_c.view_as(neg), inv_std)  # [B, N] (neg - mean) / std + correction
+        # masked entries at the lowest finite value, not -inf: a row without valid negatives
+        # then has a finite log-sum-exp (and a zero gradient) rather than NaN gradients
+        neg_lse = torch.logsumexp(neg_z.masked_fill(~valid, torch.finfo(neg_z.dtype).min), dim=1)  # [B]
+        pos_z = pos_c * inv_std  # [B]
+        return (torch.logaddexp(pos_z, neg_lse) - pos_z).mean()

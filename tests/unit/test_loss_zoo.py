@@ -111,6 +111,43 @@ def test_nss_matches_formula_and_in_batch_correction():
     assert_close(loss.correction(in_batch_valid.sum(1)), torch.full((b,), math.log(499 / 7)))
 
 
+def nss_written_out(pos, neg, valid, n_items: int, eps: float):
+    """NSS as its docstring states it, every step differentiated: z-score with the batch's
+    mean and std over the positives and valid negatives, the correction, softmax CE."""
+    count = pos.numel() + valid.sum()
+    mean = (pos.sum() + (neg * valid).sum()) / count
+    std = ((((pos - mean) ** 2).sum() + (((neg - mean) ** 2) * valid).sum()) / count + eps).sqrt()
+    shift = math.log(n_items - 1) - valid.sum(1).clamp(min=1).double().log()  # [B]
+    logits = torch.cat([((pos - mean) / std)[:, None], ((neg - mean) / std + shift[:, None]).masked_fill(~valid, -math.inf)], 1)
+    return (torch.logsumexp(logits, 1) - logits[:, 0]).mean()
+
+
+@pytest.mark.parametrize("offset", [0.0, 40.0])
+def test_nss_value_and_gradients_equal_the_formula_written_out(offset):
+    """The loss leaves the mean out of the logits (softmax is shift-invariant) and holds it
+    constant in the variance; value and gradients must still be the formula's, including a
+    row without valid negatives (finite, zero gradient for its negatives) and scores far
+    from zero (offset 40, std 3)."""
+    gen = torch.Generator().manual_seed(3)
+    pos = torch.randn(6, generator=gen, dtype=torch.float64) * 3 + offset
+    neg = torch.randn(6, 9, generator=gen, dtype=torch.float64) * 3 + offset
+    valid = torch.rand(6, 9, generator=gen) > 0.3
+    valid[2] = False  # no negative left in row 2
+    loss = NSS(eps=1e-6)
+    loss.setup(catalogue(100))
+    want_pos, want_neg = pos.clone().requires_grad_(), neg.clone().requires_grad_()
+    want = nss_written_out(want_pos, want_neg, valid, 100, 1e-6)
+    want.backward()
+    got_pos, got_neg = pos.clone().requires_grad_(), neg.clone().requires_grad_()
+    got = loss(Scores(pos=got_pos, neg=got_neg, neg_mask=valid))
+    got.backward()
+    got, want = got.detach(), want.detach()
+    assert got.item() == pytest.approx(want.item(), rel=1e-6)  # the loss computes in float32
+    assert_close(got_pos.grad, want_pos.grad, rtol=1e-5, atol=1e-7)
+    assert_close(got_neg.grad, want_neg.grad, rtol=1e-5, atol=1e-7)
+    assert torch.isfinite(got_neg.grad).all() and bool((got_neg.grad[2] == 0).all())
+
+
 def test_nss_is_invariant_to_score_scale_and_shift():
     pos, neg, mask = case()
     loss = NSS(eps=0.0)

@@ -16,7 +16,7 @@ def score_rows(model: RecModel, loss: RecLoss, enc: Encoded, negatives: Negative
 
     Full softmax (``negatives.items`` is None) scores the whole catalogue
     (``model.item_embeddings()``), or leaves that to a loss that scores it itself
-    (:class:`CatalogueScores`: ``loss=ce``); sampled and in-batch negatives score only the
+    (:class:`CatalogueScores`: ``loss=ce``, ``loss=poly``); sampled and in-batch negatives score only the
     positives and the negatives, whose vectors come from one ``model.item_vectors(ids)``
     call (a tower encodes only those items).
     """

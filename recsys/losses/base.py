@@ -60,8 +60,8 @@ class RecLoss(nn.Module):
     A loss whose :meth:`takes_catalogue` is True scores the whole catalogue itself: with
     ``sampler=full`` the module passes it
     :class:`~recsys.losses.catalogue.CatalogueScores` (query and item vectors) instead of
-    an ``[R, I]`` :class:`Scores` (``loss=ce``: in one pass, or ``item_chunk`` items at a
-    time with ``loss.item_chunk=N``).
+    an ``[R, I]`` :class:`Scores` (``loss=ce`` and ``loss=poly``: in one pass, or
+    ``item_chunk`` items at a time with ``loss.item_chunk=N``).
     """
 
     scheduled: ClassVar[tuple[str, ...]] = ()

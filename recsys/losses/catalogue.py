@@ -54,7 +54,7 @@ Score = Callable[[Tensor, Tensor], Tensor]  # score(query [R, D], items [c, D]) 
 @dataclass
 class CatalogueScores:
     """The scores of every training row against the whole catalogue, not materialized:
-    what a loss that scores the catalogue itself (``RecLoss.takes_catalogue()``: ``loss=ce``)
+    what a loss that scores the catalogue itself (``RecLoss.takes_catalogue()``: ``loss=ce``, ``loss=poly``)
     receives instead of :class:`~recsys.losses.base.Scores` (``sampler=full``).
 
     Attributes:

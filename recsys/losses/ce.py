@@ -3,8 +3,13 @@
 import torch.nn.functional as F
 from torch import Tensor
 
-from recsys.losses.base import RecLoss, Scores, masked_logits, softmax_ce_first
-from recsys.losses.catalogue import CatalogueScores, catalogue_cross_entropy, whole_catalogue_cross_entropy
+from recsys.losses.base import RecLoss, Scores, masked_logits, per_row_ce_first
+from recsys.losses.catalogue import (
+    CatalogueScores,
+    catalogue_cross_entropy,
+    poly1_mean,
+    whole_catalogue_cross_entropy,
+)
 from recsys.metrics.chunked import check_item_chunk
 
 
@@ -29,6 +34,8 @@ class CE(RecLoss):
         pos ``[B]``, neg ``[B, I]`` -> scalar.
     """
 
+    epsilon: float = 0.0  # Poly-1's weight of 1 - p_target (recsys.losses.poly); 0: plain cross-entropy
+
     def __init__(self, item_chunk: int | None = None) -> None:
         super().__init__()
         self.item_chunk = check_item_chunk(item_chunk, "loss.item_chunk")
@@ -39,8 +46,10 @@ class CE(RecLoss):
     def forward(self, s: Scores | CatalogueScores) -> Tensor:
         if isinstance(s, CatalogueScores):
             if self.item_chunk is None:
-                return whole_catalogue_cross_entropy(s)
-            return catalogue_cross_entropy(s, self.item_chunk)  # loss.item_chunk: bounded memory
+                return whole_catalogue_cross_entropy(s, self.epsilon)
+            return catalogue_cross_entropy(s, self.item_chunk, self.epsilon)  # loss.item_chunk: bounded memory
         if s.pos_column is not None and s.neg_mask is None:  # fused path, same value
-            return F.cross_entropy(s.neg.float(), s.pos_column)
-        return softmax_ce_first(masked_logits(s))
+            ce = F.cross_entropy(s.neg.float(), s.pos_column, reduction="none")  # [B]
+        else:
+            ce = per_row_ce_first(masked_logits(s))  # [B]
+        return poly1_mean(ce, self.epsilon)

@@ -8,7 +8,8 @@ Prints, for the real ml1m data on this machine:
   (``epoch_profile_*``: data, attention blocks, output layer and softmax, optimizer);
 * seconds per SASRec training step with each main loss on its default negatives
   (``loss_step_*``: ce and poly over all items, bce with one uniform negative per
-  position, infonce and nss on at most 1,024 in-batch negatives): what an equal-wall-time
+  position, infonce and nss on at most 1,024 in-batch negatives, ssm_mixed on those plus a
+  uniform pool of 256): what an equal-wall-time
   loss comparison (``python -m recsys.compare``) gives each loss in epochs;
 * seconds for one full-ranking evaluation of all 6,040 users, end to end (SASRec
   encoding of every user, scoring all items, excluding history, all metrics) and the
@@ -73,12 +74,14 @@ from recsys.losses.ce import CE
 from recsys.losses.infonce import InfoNCE
 from recsys.losses.nss import NSS
 from recsys.losses.poly import Poly1
+from recsys.losses.ssm import SSM
 from recsys.models.neumf import NeuMF
 from recsys.models.sasrec import SASRec
 from recsys.models.wide_deep import WideDeep
 from recsys.module import RecModule
 from recsys.samplers.full import FullSampler
 from recsys.samplers.in_batch import InBatchSampler
+from recsys.samplers.mixed import MixedSampler
 from recsys.samplers.uniform import UniformSampler
 
 
@@ -164,6 +167,7 @@ def bench_loss_steps(split, dm: RecDataModule, steps: int = 5) -> dict[str, floa
         "bce": lambda: (BCE(), UniformSampler(1)),
         "infonce": lambda: (InfoNCE(0.1), InBatchSampler(1024)),
         "nss": lambda: (NSS(), InBatchSampler(1024)),
+        "ssm_mixed": lambda: (SSM(1.0), MixedSampler(256, max_negatives=1024)),
     }
     figures = {}
     for name, make in cases.items():

@@ -92,6 +92,50 @@ def masked_logits(scores: Scores, neg: Tensor | None = None) -> Tensor:
     return torch.cat([scores.pos.unsqueeze(1), neg], dim=1)
 
 
+def negative_mask(scores: Scores) -> Tensor | None:
+    """``[B, N]`` :meth:`Scores.valid`, or None when every negative is valid (no mask to apply)."""
+    if scores.neg_mask is None and scores.pos_column is None:
+        return None
+    return scores.valid()
+
+
+def masked_softmax_ce(pos: Tensor, neg: Tensor, valid: Tensor | None) -> Tensor:
+    """Mean over rows of ``-pos + ln(exp(pos) + sum_{valid j} exp(neg_j))``: the value and
+    gradients of ``softmax_ce_first`` on ``[pos, neg]`` with invalid negatives at ``-inf``,
+    without building that ``[B, 1 + N]`` matrix: one ``[B, N]`` buffer holds the masked
+    negatives, then in place their softmax (kept for the backward pass), in float32 or wider.
+
+    Shape:
+        pos ``[B]``, neg ``[B, N]``, valid ``[B, N]`` bool or None (all valid) -> scalar.
+    """
+    dtype = torch.promote_types(neg.dtype, torch.float32)
+    return _MaskedSoftmaxCE.apply(pos.to(dtype), neg.to(dtype), valid)
+
+
+class _MaskedSoftmaxCE(torch.autograd.Function):
+    """pos ``[B]``, neg ``[B, N]``, valid -> the mean softmax cross-entropy with the positive
+    as target. Gradients: ``(p_neg) / B`` for the negatives (0 where invalid) and
+    ``(p_pos - 1) / B`` for the positives."""
+
+    @staticmethod
+    def forward(ctx, pos: Tensor, neg: Tensor, valid: Tensor | None) -> Tensor:
+        z = neg.clone() if valid is None else neg.masked_fill(~valid, float("-inf"))  # [B, N]
+        top = torch.maximum(z.amax(1), pos) if z.shape[1] else pos  # [B]
+        z.sub_(top.unsqueeze(1)).exp_()  # [B, N] exp(s - top), 0 where invalid
+        pos_exp = torch.exp(pos - top)  # [B]
+        total = z.sum(1) + pos_exp  # [B]
+        loss = (total.log() + top - pos).mean()
+        z.div_(total.unsqueeze(1))  # [B, N] softmax of the negatives
+        ctx.save_for_backward(z, pos_exp / total)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad: Tensor) -> tuple[Tensor, Tensor, None]:
+        p_neg, p_pos = ctx.saved_tensors
+        scale = grad / p_pos.numel()
+        return (p_pos - 1.0) * scale, p_neg * scale, None
+
+
 def softmax_ce_first(logits: Tensor) -> Tensor:
     """Mean cross-entropy with the target in column 0 of ``logits`` (``[B, 1 + N]``)."""
     return per_row_ce_first(logits).mean()

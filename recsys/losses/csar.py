@@ -5,7 +5,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from recsys.errors import ConfigError
-from recsys.losses.base import RecLoss, Scores, masked_logits, softmax_ce_first
+from recsys.losses.base import RecLoss, Scores, masked_softmax_ce, negative_mask
 
 
 class CSAR(RecLoss):
@@ -36,5 +36,4 @@ class CSAR(RecLoss):
         return torch.log(energy + self.eps)
 
     def forward(self, s: Scores) -> Tensor:
-        logits = Scores(pos=self.log_energy(s.pos), neg=self.log_energy(s.neg), neg_mask=s.valid())
-        return softmax_ce_first(masked_logits(logits))
+        return masked_softmax_ce(self.log_energy(s.pos), self.log_energy(s.neg), negative_mask(s))

@@ -2,7 +2,7 @@
 
 from torch import Tensor
 
-from recsys.losses.base import RecLoss, Scores, check_positive, masked_logits, softmax_ce_first
+from recsys.losses.base import RecLoss, Scores, check_positive, masked_softmax_ce, negative_mask
 
 
 class InfoNCE(RecLoss):
@@ -25,4 +25,4 @@ class InfoNCE(RecLoss):
         self.temperature = temperature
 
     def forward(self, s: Scores) -> Tensor:
-        return softmax_ce_first(masked_logits(s) / self.temperature)
+        return masked_softmax_ce(s.pos / self.temperature, s.neg / self.temperature, negative_mask(s))

@@ -5,7 +5,7 @@ import math
 import torch
 from torch import Tensor
 
-from recsys.losses.base import RecLoss, Scores
+from recsys.losses.base import RecLoss, Scores, masked_softmax_ce
 
 
 class NSS(RecLoss):
@@ -50,8 +50,4 @@ class NSS(RecLoss):
         inv_std = (var + self.eps).rsqrt()
         correction = self.correction(valid.sum(1)).unsqueeze(1)  # [B, 1]
         neg_z = torch.addcmul(correction, neg_c.view_as(neg), inv_std)  # [B, N] (neg - mean) / std + correction
-        # masked entries at the lowest finite value, not -inf: a row without valid negatives
-        # then has a finite log-sum-exp (and a zero gradient) rather than NaN gradients
-        neg_lse = torch.logsumexp(neg_z.masked_fill(~valid, torch.finfo(neg_z.dtype).min), dim=1)  # [B]
-        pos_z = pos_c * inv_std  # [B]
-        return (torch.logaddexp(pos_z, neg_lse) - pos_z).mean()
+        return masked_softmax_ce(pos_c * inv_std, neg_z, valid)

@@ -3,7 +3,7 @@
 from torch import Tensor
 
 from recsys.errors import ConfigError
-from recsys.losses.base import RecLoss, Scores, masked_logits, softmax_ce_first
+from recsys.losses.base import RecLoss, Scores, masked_softmax_ce, negative_mask
 
 
 class SSM(RecLoss):
@@ -38,4 +38,4 @@ class SSM(RecLoss):
             neg = neg - self.logq_lambda * s.neg_log_q.float()
             if s.pos_log_q is not None:
                 pos = pos - self.logq_lambda * s.pos_log_q.float()
-        return softmax_ce_first(masked_logits(Scores(pos=pos, neg=neg, neg_mask=s.neg_mask, pos_column=s.pos_column)))
+        return masked_softmax_ce(pos, neg, negative_mask(s))

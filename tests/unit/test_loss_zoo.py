@@ -204,3 +204,28 @@ def test_eainfonce_uses_infonce_at_its_current_temperature():
     loss(Scores(pos=pos, neg=neg, neg_mask=mask))
     assert loss.temperature == pytest.approx(0.9 * before + 0.1 * target)
     assert loss.schedule_values() == {"temperature": loss.temperature}
+
+
+@pytest.mark.parametrize("masked", [True, False])
+def test_masked_softmax_ce_equals_the_softmax_over_the_concatenated_logits(masked):
+    """The fused softmax cross-entropy of ssm and infonce: value and gradients of
+    softmax_ce_first on [pos, neg] with invalid negatives at -inf, including a row whose
+    negatives are all invalid and scores far apart (offset 60)."""
+    from recsys.losses.base import masked_logits, masked_softmax_ce, softmax_ce_first
+
+    pos, neg, mask = case(b=6, n=9, seed=4)
+    neg = neg * 5 + 60.0
+    mask[3] = False  # row 3: only its positive
+    valid = mask if masked else None
+    want_pos, want_neg = pos.clone().requires_grad_(), neg.clone().requires_grad_()
+    want = softmax_ce_first(masked_logits(Scores(pos=want_pos, neg=want_neg, neg_mask=valid)))
+    want.backward()
+    got_pos, got_neg = pos.clone().requires_grad_(), neg.clone().requires_grad_()
+    got = masked_softmax_ce(got_pos, got_neg, valid)
+    got.backward()
+    assert got.dtype == torch.float64  # float64 in, float64 out (float32 at least)
+    assert_close(got.detach(), want.detach().to(got.dtype), rtol=1e-6, atol=1e-7)
+    assert_close(got_pos.grad, want_pos.grad, rtol=1e-5, atol=1e-7)
+    assert_close(got_neg.grad, want_neg.grad, rtol=1e-5, atol=1e-7)
+    if masked:
+        assert bool((got_neg.grad[~mask] == 0).all())

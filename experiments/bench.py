@@ -177,16 +177,9 @@ def bench_loss_steps(split, dm: RecDataModule, steps: int = 5) -> dict[str, floa
         for part in (model, sampler, loss):
             part.setup(split)
         module = RecModule(model, loss, sampler, optimizer=None, n_items=split.n_items).train()
-        optimizer = torch.optim.Adam(module.parameters(), lr=1e-3)
-        seconds = 0.0
-        for i, batch in zip(range(steps + 1), dm.train_dataloader()):
-            start = time.perf_counter()
-            step = module.objective(batch)
-            optimizer.zero_grad(set_to_none=True)
-            step.total.backward()
-            optimizer.step()
-            seconds += (time.perf_counter() - start) if i else 0.0  # step 0: warm-up
-        figures[f"loss_step_{name}_s"] = seconds / steps
+        module.objective(next(iter(dm.train_dataloader()))).total.backward()  # warm-up, untimed
+        timed = bench_training(module, dm, steps)
+        figures[f"loss_step_{name}_s"] = timed["epoch_s"] / timed["batches_per_epoch"]
     return figures
 
 

@@ -37,11 +37,11 @@ class NSS(RecLoss):
         valid = s.valid()  # [B, N]
         pos, neg = s.pos.float(), s.neg.float()
         count = pos.numel() + valid.sum()
-        # The row's softmax cross-entropy does not change when every logit of the row moves by
-        # the same amount, so subtracting the mean is left out of the logits, and the mean enters
-        # the variance as a constant: var = E[(x - mean)^2] has the gradient 2 (x - mean) / count
-        # whether or not the mean is differentiated (its own term sums to zero). Fewer [B, N]
-        # passes than the formula written out: the same value and gradients.
+        # The mean is a constant here (no gradient): the row's softmax cross-entropy does not
+        # change when every logit of the row moves by the same amount, and var = E[(x - mean)^2]
+        # has the gradient 2 (x - mean) / count whether or not the mean is differentiated (its
+        # own term sums to zero). Fewer [B, N] passes than the formula written out: the same
+        # value and gradients.
         with torch.no_grad():
             mean = (pos.sum() + torch.where(valid, neg, 0.0).sum()) / count
         pos_c = pos - mean  # [B]

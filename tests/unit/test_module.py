@@ -127,9 +127,12 @@ def test_the_loss_step_bench_trains_each_main_loss_through_the_objective(monkeyp
     real = RecModule.objective
     monkeypatch.setattr(RecModule, "objective", lambda self, b: losses.append(type(self.loss).__name__) or real(self, b))
 
+    class Loader(list):
+        sampler = [0, 1, 2, 3, 4]
+
     class DM:
         def train_dataloader(self):
-            return [batch] * 5
+            return Loader([batch] * 5)
 
     out = bench_loss_steps(split, DM(), steps=2)
     assert set(out) == {f"loss_step_{n}_s" for n in ("ce", "poly", "bce", "infonce", "nss", "ssm_mixed")}

@@ -84,7 +84,7 @@ class RecModule(pl.LightningModule):
         eval_item_chunk: int | None = None,
     ) -> None:
         super().__init__()
-        self.model, self.loss, self.sampler = model, loss, sampler
+        self.model, self.loss, self.sampler, self.n_items = model, loss, sampler, n_items
         self.aux = torch.nn.ModuleDict(aux or {})
         self.loss_name = loss_name or type(loss).__name__.lower()
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
@@ -103,7 +103,7 @@ class RecModule(pl.LightningModule):
     # ---- training -------------------------------------------------------------------
     def scores(self, enc: Encoded, negatives: Negatives) -> Scores | CatalogueScores:
         """Score every row's positive and negatives for the loss (:func:`recsys.scoring.score_rows`)."""
-        return score_rows(self.model, self.loss, enc, negatives)
+        return score_rows(self.model, self.loss, enc, negatives, self.n_items)
 
     def objective(self, batch: dict[str, Tensor]) -> Objective:
         """The training objective of one batch: encode, draw negatives, score, main loss

@@ -12,8 +12,11 @@ from torch.testing import assert_close
 from recsys.data.interactions import Interactions, SplitData, UserItems
 from recsys.data.views import PairView
 from recsys.errors import ConfigError
+from recsys import scoring
 from recsys.losses.bpr import BPR
+from recsys.losses.gbce import GBCE
 from recsys.models.mf import MF
+from recsys.models.sasrec import SASRec
 from recsys.module import RecModule
 from recsys.data.sampling import history_keys, sample_excluding
 from recsys.samplers.base import Negatives, item_log_frequency
@@ -332,3 +335,53 @@ def test_module_scores_in_batch(split):
     same = batch["item"].unsqueeze(0) == batch["item"].unsqueeze(1)  # duplicates of the positive
     assert torch.equal(s.neg_mask, ~same)
     assert torch.equal(s.neg_log_q[0], s.pos_log_q)
+
+
+@pytest.mark.parametrize("make_model", [
+    lambda split: MF(split.n_users, split.n_items, embedding_dim=6),
+    lambda split: SASRec(split.n_items, embedding_dim=8, max_len=4, dropout=0.0, tied_output=False),
+], ids=["mf", "sasrec_untied"])
+def test_per_row_negatives_through_the_catalogue_give_the_gathered_scores_and_gradients(split, make_model, monkeypatch):
+    """Many per-row negatives from a small catalogue are read from the catalogue's [R, I]
+    scores (scoring.scores_through_catalogue); the loss and every gradient equal those of
+    gathering the negatives' vectors."""
+    torch.manual_seed(0)
+    model = make_model(split)
+    loss = GBCE(t=0.75)
+    sampler = UniformSampler(num_negatives=3)
+    for part in (model, loss, sampler):
+        part.setup(split)
+    module = RecModule(model=model, loss=loss, sampler=sampler, optimizer=None, n_items=split.n_items)
+    view = model.make_view(split)
+    enc = model.encode(view.batch(torch.arange(len(view))))
+    negatives = sampler.sample(enc.target, enc.user)
+    negatives.items[0, 1] = enc.target[0]  # an accidental hit, masked on both paths
+
+    def loss_and_grads(max_items_per_negative):
+        monkeypatch.setattr(scoring, "CATALOGUE_SCORING_MAX_ITEMS_PER_NEGATIVE", max_items_per_negative)
+        model.zero_grad()
+        s = module.scores(enc, negatives)
+        value = module.loss(s)
+        value.backward(retain_graph=True)
+        return s, value.detach(), [p.grad.clone() for p in model.parameters() if p.grad is not None]
+
+    assert scoring.scores_through_catalogue(model, negatives.items, split.n_items)  # 8 items, 3 negatives
+    s_catalogue, catalogue_loss, catalogue_grads = loss_and_grads(64)
+    monkeypatch.setattr(scoring, "CATALOGUE_SCORING_MAX_ITEMS_PER_NEGATIVE", 2)
+    assert not scoring.scores_through_catalogue(model, negatives.items, split.n_items)  # 8 > 2 * 3
+    s_gathered, gathered_loss, gathered_grads = loss_and_grads(2)
+    assert_close(s_catalogue.pos, s_gathered.pos)
+    assert_close(s_catalogue.neg, s_gathered.neg)
+    assert torch.equal(s_catalogue.neg_mask, s_gathered.neg_mask) and not bool(s_catalogue.neg_mask[0, 1])
+    assert_close(catalogue_loss, gathered_loss)
+    assert len(catalogue_grads) == len(gathered_grads) > 0
+    for got, want in zip(catalogue_grads, gathered_grads):
+        assert_close(got, want)
+
+
+def test_shared_negatives_and_non_dot_scores_keep_the_gathered_vectors(split):
+    model = MF(split.n_users, split.n_items, embedding_dim=6)
+    assert not scoring.scores_through_catalogue(model, torch.zeros(3, dtype=torch.long), split.n_items)  # shared
+    assert scoring.scores_through_catalogue(model, torch.zeros(5, 3, dtype=torch.long), split.n_items)
+    model.set_scoring("cosine", 0.1)  # not a plain dot product
+    assert not scoring.scores_through_catalogue(model, torch.zeros(5, 3, dtype=torch.long), split.n_items)

@@ -88,14 +88,18 @@ def test_item_vectors_are_the_catalogue_rows_and_run_the_tower_on_distinct_ids_o
 
 
 @pytest.mark.parametrize("sampler_name", ["in_batch", "uniform"])
-def test_sampled_scores_encode_only_the_scored_items_and_equal_full_catalogue_scores(split, sampler_name):
+def test_sampled_scores_encode_only_the_scored_items_and_equal_full_catalogue_scores(split, sampler_name, monkeypatch):
     """``RecModule.scores`` with sampled or in-batch negatives runs the item tower on the
-    step's positives and negatives only (not the whole catalogue) and gives the same scores."""
+    step's positives and negatives only (not the whole catalogue) and gives the same scores,
+    unless the catalogue is small for the number of per-row negatives (then it is scored
+    whole: ``scoring.scores_through_catalogue``, tested in test_samplers.py)."""
+    from recsys import scoring
     from recsys.losses.nss import NSS
     from recsys.module import RecModule
     from recsys.samplers.in_batch import InBatchSampler
     from recsys.samplers.uniform import UniformSampler
 
+    monkeypatch.setattr(scoring, "CATALOGUE_SCORING_MAX_ITEMS_PER_NEGATIVE", 1)  # a catalogue larger than 1 item per negative
     torch.manual_seed(0)
     model = _two_tower(split).eval()  # eval: no dropout, so both ways give identical vectors
     sampler = InBatchSampler() if sampler_name == "in_batch" else UniformSampler(num_negatives=3)

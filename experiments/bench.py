@@ -8,8 +8,9 @@ Prints, for the real ml1m data on this machine:
   (``epoch_profile_*``: data, attention blocks, output layer and softmax, optimizer);
 * seconds per SASRec training step with each main loss on its default negatives
   (``loss_step_*``: ce and poly over all items, bce with one uniform negative per
-  position, infonce and nss on at most 1,024 in-batch negatives, ssm_mixed on those plus a
-  uniform pool of 256): what an equal-wall-time
+  position, gbce with 256 per position, scored as columns of the catalogue's scores
+  (``recsys.scoring.scores_through_catalogue``), infonce and nss on at most 1,024 in-batch
+  negatives, ssm_mixed on those plus a uniform pool of 256): what an equal-wall-time
   loss comparison (``python -m recsys.compare``) gives each loss in epochs;
 * seconds for one full-ranking evaluation of all 6,040 users, end to end (SASRec
   encoding of every user, scoring all items, excluding history, all metrics) and the
@@ -71,6 +72,7 @@ from recsys.data.files import default_data_dir
 from recsys.data.splits import LeaveOneOut
 from recsys.losses.bce import BCE
 from recsys.losses.ce import CE
+from recsys.losses.gbce import GBCE
 from recsys.losses.infonce import InfoNCE
 from recsys.losses.nss import NSS
 from recsys.losses.poly import Poly1
@@ -165,6 +167,7 @@ def bench_loss_steps(split, dm: RecDataModule, steps: int = 5) -> dict[str, floa
         "ce": lambda: (CE(), FullSampler()),
         "poly": lambda: (Poly1(1.0), FullSampler()),
         "bce": lambda: (BCE(), UniformSampler(1)),
+        "gbce": lambda: (GBCE(0.75), UniformSampler(256)),
         "infonce": lambda: (InfoNCE(0.1), InBatchSampler(1024)),
         "nss": lambda: (NSS(), InBatchSampler(1024)),
         "ssm_mixed": lambda: (SSM(1.0), MixedSampler(256, max_negatives=1024)),

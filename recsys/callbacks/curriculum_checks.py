@@ -4,6 +4,7 @@ each failure is one line naming the ``callbacks.freeze_curriculum.<key>`` to set
 from __future__ import annotations
 
 import math
+import sys
 
 from torch import nn
 
@@ -104,6 +105,27 @@ def logged_value(val_metric: str, callback_metrics) -> float:
             f"(logged: {', '.join(logged) or 'none'}); set callbacks.{NAME}.val_metric"
         )
     return float(value)
+
+
+def never_trained(frozen: list[str], released: list[str], loaded: list[str]) -> list[str]:
+    """The ``frozen`` paths neither inside a ``released`` (unfrozen) path nor inside a part
+    loaded with ``init_from`` (``loaded``; ``""`` = the whole model): without pretraining,
+    they keep (part of) their initial values for the whole run."""
+
+    def inside(path: str, parts) -> bool:
+        return any(part == "" or path == part or path.startswith(part + ".") for part in parts)
+
+    return [p for p in frozen if not inside(p, released) and not inside(p, loaded)]
+
+
+def warn_never_trained(stuck: list[str]) -> None:
+    """One warning line on stderr naming the :func:`never_trained` paths, if any (on ml1m
+    such a run lost 3-4x in NDCG@10: README, two-tower table)."""
+    if stuck:
+        print(f"warning: {NAME} keeps {', '.join(stuck)} frozen at their initial (random) values for the "
+              f"whole run; train them first with callbacks.{NAME}.pretrain_epochs=3, start them from a checkpoint "
+              f"with init_from=[{{ckpt: ..., source: ..., target: {stuck[0]}}}] "
+              f"or add them to callbacks.{NAME}.later_unfreeze", file=sys.stderr)
 
 
 def overlap(a: str, b: str) -> bool:

@@ -3,23 +3,22 @@
 
 from __future__ import annotations
 
-import sys
-
 import pytorch_lightning as pl
 from pytorch_lightning.callbacks import BaseFinetuning
 from pytorch_lightning.trainer.states import TrainerFn
-from torch import nn
 from torch.optim import Optimizer
 
 from recsys.callbacks.curriculum_checks import (
-    NAME,
     check_arguments,
     check_metric_is_computed,
     check_model_paths,
     check_optimizers_hold_no_frozen,
     logged_value,
+    never_trained,
     paths,
+    warn_never_trained,
 )
+from recsys.callbacks.param_groups import add_param_group, parameters_at, remove_from_optimizer, set_trainable
 
 
 class FreezeCurriculum(BaseFinetuning):
@@ -103,12 +102,7 @@ class FreezeCurriculum(BaseFinetuning):
         and ``graph``."""
         if self.pretrain_epochs:
             return []
-
-        def inside(path: str, parts) -> bool:
-            return any(part == "" or path == part or path.startswith(part + ".") for part in parts)
-
-        released = [*self.unfreeze_paths, *self.later_paths]
-        return [p for p in self.freeze_paths if not inside(p, released) and not inside(p, loaded)]
+        return never_trained(self.freeze_paths, [*self.unfreeze_paths, *self.later_paths], loaded)
 
     # ---- the decision (pure) ---------------------------------------------------------------
     def should_switch(self, epoch: int, train_loss: float | None, val_value: float | None) -> bool:
@@ -126,62 +120,28 @@ class FreezeCurriculum(BaseFinetuning):
 
     def _apply_stage(self, pl_module: pl.LightningModule) -> None:
         """Which parameters train in stage >= 1: the frozen paths not (yet) unfrozen."""
-        for path in self.freeze_paths:
-            for param in _module(pl_module, path).parameters():
-                param.requires_grad_(False)
-        for paths, done in ((self.unfreeze_paths, self.stage == 2), (self.later_paths, self.later_done)):
-            for path in paths if done else ():
-                for param in _module(pl_module, path).parameters():
-                    param.requires_grad_(True)
+        set_trainable(parameters_at(pl_module.model, self.freeze_paths), False)
+        for released, done in ((self.unfreeze_paths, self.stage == 2), (self.later_paths, self.later_done)):
+            if done:
+                set_trainable(parameters_at(pl_module.model, released), True)
 
     def finetune_function(self, pl_module: pl.LightningModule, epoch: int, optimizer: Optimizer) -> None:
-        if self.stage == 0 and epoch >= self.pretrain_epochs:
-            self._freeze(pl_module, optimizer)
+        model = pl_module.model
+        if self.stage == 0 and epoch >= self.pretrain_epochs:  # frozen parts leave the optimizer with their state
+            remove_from_optimizer(optimizer, parameters_at(model, self.freeze_paths))
             self.stage = 1
         if self.switch_epoch is None or epoch < self.switch_epoch:
             return
         if self.stage == 1:
-            self._add_group(pl_module, self.unfreeze_paths, optimizer)
+            add_param_group(optimizer, parameters_at(model, self.unfreeze_paths), self.lr_factor)
             self.stage = 2
         if self.later_paths and not self.later_done and epoch >= self.switch_epoch + self.later_epochs:
-            self._add_group(pl_module, self.later_paths, optimizer)
+            add_param_group(optimizer, parameters_at(model, self.later_paths), self.lr_factor)
             self.later_done = True
 
-    def _freeze(self, pl_module: pl.LightningModule, optimizer: Optimizer) -> None:
-        """Stage 0 -> 1: freeze the trained ``freeze`` paths and take them out of the
-        optimizer with their state (a zero gradient would still let momentum and weight
-        decay move them); unfreezing adds them back as a new group, as without pretraining."""
-        frozen = {id(p): p for path in self.freeze_paths for p in _module(pl_module, path).parameters()}
-        for param in frozen.values():
-            param.requires_grad_(False)
-            param.grad = None
-            optimizer.state.pop(param, None)
-        for group in optimizer.param_groups:
-            group["params"] = [p for p in group["params"] if id(p) not in frozen]
-
-    def _add_group(self, pl_module: pl.LightningModule, paths: list[str], optimizer: Optimizer) -> None:
-        """Unfreeze ``paths``; their parameters not yet optimized form a new param group
-        (by identity: BaseFinetuning's ``filter_on_optimizer`` compares values, which drops
-        e.g. a LayerNorm weight equal to another one)."""
-        in_optimizer = {id(p) for group in optimizer.param_groups for p in group["params"]}
-        params = []
-        for path in paths:
-            for param in _module(pl_module, path).parameters():
-                param.requires_grad_(True)
-                if id(param) not in in_optimizer:
-                    in_optimizer.add(id(param))
-                    params.append(param)
-        if params:
-            optimizer.add_param_group({"params": params, "lr": optimizer.param_groups[0]["lr"] * self.lr_factor})
-
     def warn_if_never_trained(self, loaded: list[str] = ()) -> None:
-        """One warning line on stderr when :meth:`never_trained` is not empty (on ml1m such
-        a run lost 3-4x in NDCG@10: README, two-tower table)."""
-        if stuck := self.never_trained(loaded):
-            print(f"warning: {NAME} keeps {', '.join(stuck)} frozen at their initial (random) values for the "
-                  f"whole run; train them first with callbacks.{NAME}.pretrain_epochs=3, start them from a checkpoint "
-                  f"with init_from=[{{ckpt: ..., source: ..., target: {stuck[0]}}}] "
-                  f"or add them to callbacks.{NAME}.later_unfreeze", file=sys.stderr)
+        """One warning line on stderr when :meth:`never_trained` is not empty."""
+        warn_never_trained(self.never_trained(loaded))
 
     # ---- hooks ------------------------------------------------------------------------------
     def setup(self, trainer: pl.Trainer, pl_module: pl.LightningModule, stage: str) -> None:
@@ -195,8 +155,7 @@ class FreezeCurriculum(BaseFinetuning):
         super().on_fit_start(trainer, pl_module)  # restores the param groups of a resumed run
         if self.stage >= 1:  # a resumed run's stage (setup saw the constructor's)
             self._apply_stage(pl_module)
-        frozen = {id(p) for path in self.freeze_paths for p in _module(pl_module, path).parameters()
-                  if not p.requires_grad}
+        frozen = {id(p) for p in parameters_at(pl_module.model, self.freeze_paths) if not p.requires_grad}
         check_optimizers_hold_no_frozen(trainer.optimizers, frozen)
         if self.min_val_metric is not None:
             check_metric_is_computed(self.val_metric, getattr(getattr(pl_module, "evaluator", None), "ks", None))
@@ -250,7 +209,3 @@ class FreezeCurriculum(BaseFinetuning):
         self.later_done = state_dict.get("later_done", False)
         self._val = state_dict.get("val")
         self._loss_sum, self._loss_steps = state_dict.get("loss_sum", 0.0), state_dict.get("loss_steps", 0)
-
-
-def _module(pl_module: pl.LightningModule, path: str) -> nn.Module:
-    return pl_module.model.get_submodule(path)

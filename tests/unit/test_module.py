@@ -135,9 +135,9 @@ def test_the_loss_step_bench_trains_each_main_loss_through_the_objective(monkeyp
             return Loader([batch] * 5)
 
     out = bench_loss_steps(split, DM(), steps=2)
-    assert set(out) == {f"loss_step_{n}_s" for n in ("ce", "poly", "bce", "infonce", "nss", "ssm_mixed")}
+    assert set(out) == {f"loss_step_{n}_s" for n in ("ce", "poly", "bce", "gbce", "infonce", "nss", "ssm_mixed")}
     assert all(v > 0 for v in out.values())
-    assert losses == [name for name in ("CE", "Poly1", "BCE", "InfoNCE", "NSS", "SSM") for _ in range(3)]  # warm-up + 2
+    assert losses == [name for name in ("CE", "Poly1", "BCE", "GBCE", "InfoNCE", "NSS", "SSM") for _ in range(3)]  # warm-up + 2
 
 
 def test_the_bench_baseline_names_a_bad_commit_and_the_table_shows_ratios(capsys):

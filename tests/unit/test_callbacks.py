@@ -493,3 +493,26 @@ def test_curriculum_warns_once_about_frozen_parts_that_never_train(capsys):
                                   pretrain_epochs=1)
     pretrained.warn_if_never_trained([])  # pretraining trains everything first: nothing to warn about
     assert capsys.readouterr().err == ""
+
+
+def test_param_group_surgery_goes_by_identity_and_drops_optimizer_state():
+    """callbacks/param_groups.py: two LayerNorms have equal weights (all ones) at init; the
+    one outside the optimizer still gets its own group (BaseFinetuning compares values and
+    would drop it), and a removed parameter loses its Adam state and leaves every group."""
+    from recsys.callbacks.param_groups import add_param_group, parameters_at, remove_from_optimizer
+
+    model = nn.ModuleDict({"a": nn.LayerNorm(3), "b": nn.LayerNorm(3)})
+    a_params, b_params = parameters_at(model, ["a"]), parameters_at(model, ["b", "b"])  # each parameter once
+    assert len(b_params) == 2 and torch.equal(a_params[0], b_params[0])  # equal values, distinct tensors
+    optimizer = torch.optim.Adam(a_params, lr=0.1)
+    add_param_group(optimizer, [*a_params, *b_params], lr_factor=0.5)
+    assert [len(g["params"]) for g in optimizer.param_groups] == [2, 2]
+    assert optimizer.param_groups[1]["lr"] == pytest.approx(0.05)
+    assert all(p.requires_grad for p in model.parameters())
+    (model["a"](torch.randn(2, 3)) * model["b"](torch.randn(2, 3))).sum().backward()
+    optimizer.step()
+    assert all(p in optimizer.state for p in a_params)
+    remove_from_optimizer(optimizer, a_params)
+    assert [len(g["params"]) for g in optimizer.param_groups] == [0, 2]
+    assert not any(p in optimizer.state for p in a_params)
+    assert not any(p.requires_grad or p.grad is not None for p in a_params)

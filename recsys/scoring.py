@@ -37,14 +37,12 @@ def score_rows(
     if negatives.items is None and loss.takes_catalogue():  # the loss scores the catalogue itself
         return CatalogueScores(enc.query, model.item_embeddings(), enc.target, model.score,
                                dot=model.scores_by_dot_product)
-    if negatives.items is None:  # the whole catalogue; the positive's column is masked
-        neg = model.score(enc.query, model.item_embeddings())  # [R, I]
-        pos = neg.gather(1, enc.target.unsqueeze(1)).squeeze(1)  # [R]
-        return Scores(pos=pos, neg=neg, pos_column=enc.target, query=enc.query)
-    neg_items = negatives.items  # [N] shared or [R, N] per row
-    if scores_through_catalogue(model, neg_items, n_items):
-        catalogue = enc.query @ model.item_embeddings().T  # [R, I]
+    neg_items = negatives.items  # None (every item), [N] shared or [R, N] per row
+    if neg_items is None or scores_through_catalogue(model, neg_items, n_items):
+        catalogue = model.score(enc.query, model.item_embeddings())  # [R, I]
         pos = catalogue.gather(1, enc.target.unsqueeze(1)).squeeze(1)  # [R]
+        if neg_items is None:  # the whole catalogue; the positive's column is masked
+            return Scores(pos=pos, neg=catalogue, pos_column=enc.target, query=enc.query)
         neg = catalogue.gather(1, neg_items)  # [R, N]
     else:
         rows = enc.target.numel()

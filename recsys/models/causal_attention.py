@@ -16,14 +16,15 @@ class CausalSelfAttention(nn.Module):
     positions) over ``context``, causally masked; given ``key_keep``, keys at padding
     positions are masked too, except a query's own position, so that a padding query
     whose earlier keys are all padding still has one key (no NaN; the block zeroes its
-    output)."""
+    output). ``out_proj=False`` returns the heads' outputs concatenated, without the
+    output projection ``W_O`` (the SASRec and gSASRec reference code have none)."""
 
-    def __init__(self, dim: int, heads: int, dropout: float) -> None:
+    def __init__(self, dim: int, heads: int, dropout: float, out_proj: bool = True) -> None:
         super().__init__()
         self.heads, self.dropout = heads, dropout
         self.q_proj = nn.Linear(dim, dim)
         self.kv_proj = nn.Linear(dim, 2 * dim)
-        self.out_proj = nn.Linear(dim, dim)
+        self.out_proj = nn.Linear(dim, dim) if out_proj else nn.Identity()
 
     def forward(self, query: Tensor, context: Tensor, key_keep: Tensor | None = None) -> Tensor:
         """query ``[B, Lq, D]``, context ``[B, Lk, D]``, key_keep ``[B, Lk]`` bool -> ``[B, Lq, D]``."""
@@ -52,16 +53,31 @@ def attention_mask(lq: int, lk: int, key_keep: Tensor | None, device: torch.devi
 
 
 class SASRecBlock(nn.Module):
-    def __init__(self, dim: int, heads: int, dropout: float, mask_padding_keys: bool = False) -> None:
+    """Layer-normed query, attention (weights dropped) plus that query, layer norm, then a
+    point-wise feed-forward (activations and output dropped) with its residual.
+    ``attention_dropout`` also drops the attention branch's output before its residual;
+    ``out_proj`` keeps the attention's output projection; ``norm_eps`` is the layer norms'
+    epsilon (1e-8 as the SASRec code; gSASRec's PyTorch port keeps PyTorch's 1e-5)."""
+
+    def __init__(
+        self,
+        dim: int,
+        heads: int,
+        dropout: float,
+        mask_padding_keys: bool = False,
+        attention_dropout: bool = True,
+        out_proj: bool = True,
+        norm_eps: float = 1e-8,
+    ) -> None:
         super().__init__()
         self.mask_padding_keys = mask_padding_keys
-        self.attn_norm = nn.LayerNorm(dim, eps=1e-8)
-        self.attn = CausalSelfAttention(dim, heads, dropout)
-        self.ffn_norm = nn.LayerNorm(dim, eps=1e-8)
+        self.attn_norm = nn.LayerNorm(dim, eps=norm_eps)
+        self.attn = CausalSelfAttention(dim, heads, dropout, out_proj)
+        self.ffn_norm = nn.LayerNorm(dim, eps=norm_eps)
         self.ffn = nn.Sequential(
             nn.Linear(dim, dim), Dropout(dropout), nn.ReLU(), nn.Linear(dim, dim), Dropout(dropout)
         )
-        self.drop = Dropout(dropout)
+        self.drop = Dropout(dropout) if attention_dropout else nn.Identity()
 
     def forward(self, x: Tensor, keep: Tensor, last_only: bool = False) -> Tensor:
         """x ``[B, L, D]``, keep ``[B, L, 1]`` (0 at padding) -> ``[B, L or 1, D]``."""

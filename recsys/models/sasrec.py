@@ -19,6 +19,12 @@ Options beyond the paper, all off by default (the defaults are the paper's model
   irrelevant, so a batch is encoded in ``seq_buckets`` groups of similar history length,
   each cut to its longest row (:mod:`recsys.models.buckets`): the same outputs at the
   real positions for about half the attention-block work on ml1m.
+* The block and initialization of gSASRec's PyTorch port (github.com/asash/gSASRec-pytorch,
+  which keeps the SASRec TensorFlow code's block): ``attention_dropout=False`` (no dropout
+  on the attention branch's output; its weights are still dropped), ``attention_out_proj=False``
+  (no output projection ``W_O``), ``norm_eps=1e-5`` and ``init=pytorch`` (PyTorch's
+  defaults: ``N(0, 1)`` embeddings and Kaiming-uniform linear layers, instead of
+  Xavier-normal matrices).
 * Context features (early fusion of side information, the "invasive" integration that
   Xie et al., DIF-SR, SIGIR 2022, compare): each item feature named in
   ``context_features`` is embedded (a multi-valued one, e.g. genres, as the mean of its
@@ -64,6 +70,14 @@ class SASRec(RecModel):
             separate output table (False).
         input_scale: multiply input item embeddings by ``sqrt(D)`` (True, the paper's
             code); False as gSASRec's reference.
+        attention_dropout: drop the attention branch's output before its residual (True);
+            False as the SASRec and gSASRec reference code, which drop only the weights.
+        attention_out_proj: project the heads' concatenated outputs with ``W_O`` (True);
+            False as the reference code.
+        norm_eps: the layer norms' epsilon (1e-8, the SASRec code's; 1e-5 PyTorch's).
+        init: ``xavier_normal`` (every matrix, embeddings included; the padding row zero)
+            or ``pytorch`` (the modules' defaults, as gSASRec's port: ``N(0, 1)``
+            embeddings, Kaiming-uniform linear layers; the padding row zero).
         mask_padding_keys: mask attention keys at padding positions (True, the reference
             code; False: they are attended, with the zero input projected to the key and
             value biases).
@@ -97,6 +111,10 @@ class SASRec(RecModel):
         tied_output: bool = True,
         input_scale: bool = True,
         mask_padding_keys: bool = True,
+        attention_dropout: bool = True,
+        attention_out_proj: bool = True,
+        norm_eps: float = 1e-8,
+        init: str = "xavier_normal",
         seq_buckets: int = 8,
         context_features: Sequence[str] = (),
         context_fusion: str = "add",
@@ -109,6 +127,10 @@ class SASRec(RecModel):
         super().__init__()
         if context_fusion not in ("add", "concat"):
             raise ConfigError(f"model.context_fusion must be one of add, concat, got {context_fusion!r}")
+        if init not in ("xavier_normal", "pytorch"):
+            raise ConfigError(f"model.init must be one of xavier_normal, pytorch, got {init!r}")
+        if isinstance(norm_eps, bool) or not isinstance(norm_eps, (int, float)) or not norm_eps > 0:
+            raise ConfigError(f"model.norm_eps must be a positive number, got {norm_eps!r}")
         check_transformer_sizes(embedding_dim, num_heads, max_len, num_blocks)
         if isinstance(seq_buckets, bool) or not isinstance(seq_buckets, int) or seq_buckets < 1:
             raise ConfigError(f"model.seq_buckets must be an integer >= 1, got {seq_buckets!r}")
@@ -118,13 +140,15 @@ class SASRec(RecModel):
         self.pos_emb = nn.Embedding(max_len, embedding_dim)
         self.emb_drop = Dropout(dropout)
         self.blocks = nn.ModuleList(
-            SASRecBlock(embedding_dim, num_heads, dropout, mask_padding_keys) for _ in range(num_blocks)
+            SASRecBlock(embedding_dim, num_heads, dropout, mask_padding_keys, attention_dropout,
+                        attention_out_proj, norm_eps)
+            for _ in range(num_blocks)
         )
-        self.out_norm = nn.LayerNorm(embedding_dim, eps=1e-8)
+        self.out_norm = nn.LayerNorm(embedding_dim, eps=norm_eps)
         self.out_emb = None if tied_output else nn.Embedding(n_items, embedding_dim)  # scoring table
         self._add_context(context_features, context_fusion, context_output, user_context,
                           item_features or {}, user_features or {}, feature_cardinality or {})
-        for p in self.parameters():
+        for p in self.parameters() if init == "xavier_normal" else ():
             if p.dim() > 1:
                 nn.init.xavier_normal_(p)
         with torch.no_grad():

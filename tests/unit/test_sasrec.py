@@ -188,3 +188,71 @@ def test_a_short_sequence_is_the_end_of_a_left_padded_one():
     seq = sequences()
     seq[:, :3] = N_ITEMS
     torch.testing.assert_close(model.hidden(seq[:, 3:]), model.hidden(seq)[:, 3:], rtol=1e-5, atol=1e-5)
+
+
+def port_block_by_hand(block: SASRecBlock, x: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
+    """The SASRec/gSASRec reference block, one head, written out: ``q = LN1(x)``, attention
+    of ``q`` over ``x`` (causal, padding keys masked), no ``W_O``, ``h = LN2(attn + q)``,
+    ``out = (h + W2 relu(W1 h)) * keep``."""
+    d = x.shape[-1]
+    q = block.attn_norm(x)  # [B, L, D]
+    w_q = block.attn.q_proj
+    w_k, w_v = block.attn.kv_proj.weight.split(d), block.attn.kv_proj.bias.split(d)
+    queries, keys, values = w_q(q), x @ w_k[0].T + w_v[0], x @ w_k[1].T + w_v[1]  # [B, L, D] each
+    logits = queries @ keys.transpose(1, 2) / d**0.5  # [B, L, L]
+    allowed = torch.ones(x.shape[1], x.shape[1], dtype=torch.bool).tril() & (keep.squeeze(-1)[:, None, :] > 0)
+    allowed |= torch.eye(x.shape[1], dtype=torch.bool)  # a padding query keeps its own key
+    attn = logits.masked_fill(~allowed, float("-inf")).softmax(-1) @ values  # [B, L, D]
+    h = block.ffn_norm(attn + q)
+    first, second = block.ffn[0], block.ffn[3]
+    return (h + second(first(h).relu())) * keep
+
+
+def test_the_port_block_is_the_reference_formula():
+    """``attention_out_proj=False, attention_dropout=False`` is the reference code's block."""
+    torch.manual_seed(0)
+    block = SASRecBlock(16, 1, 0.0, mask_padding_keys=True, attention_dropout=False, out_proj=False, norm_eps=1e-5).eval()
+    x = torch.randn(3, MAX_LEN, 16)  # [B, L, D]
+    keep = torch.ones(3, MAX_LEN, 1)
+    keep[0, :3] = 0  # left padding
+    x = x * keep
+    torch.testing.assert_close(block(x, keep), port_block_by_hand(block, x, keep), rtol=1e-5, atol=1e-5)
+    with_projection = SASRecBlock(16, 1, 0.0, mask_padding_keys=True, attention_dropout=False).eval()
+    with_projection.load_state_dict(block.state_dict(), strict=False)  # the same weights plus a W_O
+    assert not torch.allclose(with_projection(x, keep), block(x, keep))
+
+
+def test_port_options_reach_every_block():
+    model = SASRec(N_ITEMS, embedding_dim=16, max_len=MAX_LEN, dropout=0.5, attention_dropout=False,
+                   attention_out_proj=False, norm_eps=1e-5)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert len(norms) == 5 and all(m.eps == 1e-5 for m in norms)  # two per block and the output norm
+    assert not any("out_proj" in name for name, _ in model.named_parameters())
+    dropouts = lambda m: sum(isinstance(x, torch.nn.Dropout) for x in m.modules())  # noqa: E731
+    assert [dropouts(b) for b in model.blocks] == [2, 2]  # the feed-forward's two; attention weights in SDPA
+    default = SASRec(N_ITEMS, embedding_dim=16, max_len=MAX_LEN, dropout=0.5)
+    assert [dropouts(b) for b in default.blocks] == [3, 3]
+    assert all(m.eps == 1e-8 for m in default.modules() if isinstance(m, torch.nn.LayerNorm))
+
+
+def test_init_pytorch_keeps_the_module_defaults():
+    """``init=pytorch``: N(0, 1) embeddings (gSASRec's port), the padding row still zero;
+    the default Xavier-normal ones of a [201, 64] table have std sqrt(2 / 265) ~ 0.087."""
+    torch.manual_seed(0)
+    port = SASRec(200, embedding_dim=64, max_len=MAX_LEN, tied_output=False, init="pytorch")
+    torch.manual_seed(0)
+    xavier = SASRec(200, embedding_dim=64, max_len=MAX_LEN, tied_output=False)
+    assert port.item_emb.weight[:200].std().item() == pytest.approx(1.0, abs=0.05)
+    assert port.out_emb.weight.std().item() == pytest.approx(1.0, abs=0.05)
+    assert xavier.item_emb.weight[:200].std().item() == pytest.approx((2 / 265) ** 0.5, rel=0.1)
+    assert port.item_emb.weight[200].abs().sum() == 0 and xavier.item_emb.weight[200].abs().sum() == 0
+    bound = 1 / 64**0.5  # Kaiming-uniform(a=sqrt(5)) on fan_in 64
+    assert port.blocks[0].attn.q_proj.weight.abs().max() <= bound
+
+
+@pytest.mark.parametrize(("option", "bad"), [("init", "normal"), ("norm_eps", 0.0), ("norm_eps", True), ("norm_eps", "1e-5")])
+def test_bad_port_options_are_config_errors(option, bad):
+    from recsys.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=f"model.{option}"):
+        SASRec(N_ITEMS, max_len=MAX_LEN, **{option: bad})

@@ -70,6 +70,9 @@ class SASRec(RecModel):
             separate output table (False).
         input_scale: multiply input item embeddings by ``sqrt(D)`` (True, the paper's
             code); False as gSASRec's reference.
+        mask_padding_keys: mask attention keys at padding positions (True, the reference
+            code; False: they are attended, with the zero input projected to the key and
+            value biases).
         attention_dropout: drop the attention branch's output before its residual (True);
             False as the SASRec and gSASRec reference code, which drop only the weights.
         attention_out_proj: project the heads' concatenated outputs with ``W_O`` (True);
@@ -78,9 +81,6 @@ class SASRec(RecModel):
         init: ``xavier_normal`` (every matrix, embeddings included; the padding row zero)
             or ``pytorch`` (the modules' defaults, as gSASRec's port: ``N(0, 1)``
             embeddings, Kaiming-uniform linear layers; the padding row zero).
-        mask_padding_keys: mask attention keys at padding positions (True, the reference
-            code; False: they are attended, with the zero input projected to the key and
-            value biases).
         seq_buckets: with masked padding keys, encode a batch in this many groups of
             similar history length, each cut to its longest row (1: the whole batch at
             ``max_len``); the outputs are the same. Ignored with ``mask_padding_keys=False``,

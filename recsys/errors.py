@@ -21,3 +21,10 @@ class DataError(RecsysError):
 
 class TrainingError(RecsysError):
     """Training cannot go on (for example the loss became NaN or infinite)."""
+
+
+def check_positive(key: str, value: object) -> None:
+    """A one-line :class:`ConfigError` unless ``value`` is a positive number (not a bool);
+    ``key`` is the option's full name, e.g. ``loss.temperature``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise ConfigError(f"{key} must be a positive number, got {value!r}")

@@ -144,10 +144,3 @@ def softmax_ce_first(logits: Tensor) -> Tensor:
 def per_row_ce_first(logits: Tensor) -> Tensor:
     """``[B]`` cross-entropy of each row with the target in column 0."""
     return torch.logsumexp(logits.float(), dim=1) - logits[:, 0].float()
-
-
-def check_positive(name: str, value: float) -> None:
-    from recsys.errors import ConfigError
-
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-        raise ConfigError(f"loss.{name} must be a positive number, got {value!r}")

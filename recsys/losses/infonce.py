@@ -2,7 +2,8 @@
 
 from torch import Tensor
 
-from recsys.losses.base import RecLoss, Scores, check_positive, masked_softmax_ce, negative_mask
+from recsys.errors import check_positive
+from recsys.losses.base import RecLoss, Scores, masked_softmax_ce, negative_mask
 
 
 class InfoNCE(RecLoss):
@@ -21,7 +22,7 @@ class InfoNCE(RecLoss):
 
     def __init__(self, temperature: float = 0.1) -> None:
         super().__init__()
-        check_positive("temperature", temperature)
+        check_positive("loss.temperature", temperature)
         self.temperature = temperature
 
     def forward(self, s: Scores) -> Tensor:

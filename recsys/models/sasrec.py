@@ -48,7 +48,7 @@ from torch import Tensor, nn
 
 from recsys.data.interactions import SplitData
 from recsys.data.views import BatchView, SequenceView
-from recsys.errors import ConfigError
+from recsys.errors import ConfigError, check_positive
 from recsys.models.base import Encoded, RecModel, Represented, check_transformer_sizes
 from recsys.models.buckets import length_buckets
 from recsys.models.causal_attention import SASRecBlock
@@ -129,8 +129,7 @@ class SASRec(RecModel):
             raise ConfigError(f"model.context_fusion must be one of add, concat, got {context_fusion!r}")
         if init not in ("xavier_normal", "pytorch"):
             raise ConfigError(f"model.init must be one of xavier_normal, pytorch, got {init!r}")
-        if isinstance(norm_eps, bool) or not isinstance(norm_eps, (int, float)) or not norm_eps > 0:
-            raise ConfigError(f"model.norm_eps must be a positive number, got {norm_eps!r}")
+        check_positive("model.norm_eps", norm_eps)
         check_transformer_sizes(embedding_dim, num_heads, max_len, num_blocks)
         if isinstance(seq_buckets, bool) or not isinstance(seq_buckets, int) or seq_buckets < 1:
             raise ConfigError(f"model.seq_buckets must be an integer >= 1, got {seq_buckets!r}")
@@ -148,9 +147,10 @@ class SASRec(RecModel):
         self.out_emb = None if tied_output else nn.Embedding(n_items, embedding_dim)  # scoring table
         self._add_context(context_features, context_fusion, context_output, user_context,
                           item_features or {}, user_features or {}, feature_cardinality or {})
-        for p in self.parameters() if init == "xavier_normal" else ():
-            if p.dim() > 1:
-                nn.init.xavier_normal_(p)
+        if init == "xavier_normal":  # "pytorch" keeps the modules' own initialization
+            for p in self.parameters():
+                if p.dim() > 1:
+                    nn.init.xavier_normal_(p)
         with torch.no_grad():
             for module in self.modules():  # the padding item and missing feature values embed to zero
                 if isinstance(module, nn.Embedding) and module.padding_idx is not None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import pytest
 import torch
 
+from recsys.errors import ConfigError
 from recsys.models.causal_attention import SASRecBlock, attention_mask
 from recsys.models.sasrec import SASRec
 
@@ -252,7 +253,5 @@ def test_init_pytorch_keeps_the_module_defaults():
 
 @pytest.mark.parametrize(("option", "bad"), [("init", "normal"), ("norm_eps", 0.0), ("norm_eps", True), ("norm_eps", "1e-5")])
 def test_bad_port_options_are_config_errors(option, bad):
-    from recsys.errors import ConfigError
-
     with pytest.raises(ConfigError, match=f"model.{option}"):
         SASRec(N_ITEMS, max_len=MAX_LEN, **{option: bad})

@@ -17,6 +17,9 @@ class GBCE(RecLoss):
     gSASRec code writes the same thing as a BCE on a transformed positive logit
     ``ln(1 / (sigmoid(s)^-beta - 1))``; this form is the same value without its clamps.
 
+    ``t`` is a scheduled attribute: ``callbacks=[default,gbce_t_warmup]`` warms it up from
+    0 (BCE) to its value, and every value set is checked to lie in [0, 1].
+
     Args:
         t: calibration parameter in [0, 1] (0.75 in the paper's ML-1M setting).
 
@@ -24,12 +27,22 @@ class GBCE(RecLoss):
         pos ``[B]``, neg ``[B, k]`` -> scalar.
     """
 
+    scheduled = ("t",)
+
     def __init__(self, t: float = 0.75) -> None:
         super().__init__()
-        if not 0.0 <= t <= 1.0:
-            raise ConfigError(f"loss.t must be in [0, 1], got {t}")
         self.t = t
         self.n_items: int | None = None
+
+    @property
+    def t(self) -> float:
+        return self._t
+
+    @t.setter
+    def t(self, value: float) -> None:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+            raise ConfigError(f"loss.t must be a number in [0, 1], got {value!r}")
+        self._t = float(value)
 
     def beta(self, negatives: int) -> float:
         if self.n_items is None:

@@ -97,12 +97,14 @@ class Schedule(pl.Callback):
     def on_fit_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         target = require_scheduled(pl_module, self.attribute, self.name, self.hint(), owner=self.owner)
         current = getattr(target, self.attribute)
-        for which, value in (("start", self.start), ("end", self.end)):
-            try:
-                setattr(target, self.attribute, value)  # the owner refuses a bad value now, not mid-run
-            except ConfigError as exc:
-                raise ConfigError(f"callbacks.{self.name}.{which} is {value}, but {exc}") from None
-        setattr(target, self.attribute, current)  # the schedule takes over from the first batch
+        try:
+            for which, value in (("start", self.start), ("end", self.end)):
+                try:
+                    setattr(target, self.attribute, value)  # the owner refuses a bad value now, not mid-run
+                except ConfigError as exc:
+                    raise ConfigError(f"callbacks.{self.name}.{which} is {value}, but {exc}") from None
+        finally:
+            setattr(target, self.attribute, current)  # the schedule takes over from the first batch
         if self.duration is not None:
             self._duration = self.duration
         elif self._restored_duration is not None:

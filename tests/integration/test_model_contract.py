@@ -185,3 +185,14 @@ def test_gsasrec_recipe_runs_end_to_end(cfg_factory):
     assert cfg.loss.t == 0.75 and cfg.sampler.num_negatives == 256 and cfg.model.mask_padding_keys
     written = finished_run(cfg, train(cfg), epochs=6)  # 42 steps: gBCE starts slower than CE
     assert "test/hr@1" in written  # the recipe's cut-offs
+
+
+def test_gsasrec_recipe_with_the_t_warmup_starts_as_bce(cfg_factory):
+    """``callbacks=[default,gbce_t_warmup]`` moves gBCE's t from 0 (BCE) to 0.75, one value
+    per epoch, logged as ``sched/t``; here over 2 epochs of a 3-epoch run."""
+    overrides = ["trainer.max_epochs=3", "data.batch_size=64", "model.dropout=0.2", "callbacks=[default,gbce_t_warmup]",
+                 "callbacks.gbce_t_warmup.duration=2"]
+    cfg = cfg_factory(["experiment=gsasrec_ml1m", "data=synthetic", *small("sasrec"), *overrides])
+    train(cfg)
+    epochs = pd.read_csv(Path(cfg.paths.output_dir) / "epochs.csv")
+    assert epochs["sched/t"].tolist() == pytest.approx([0.0, 0.375, 0.75])

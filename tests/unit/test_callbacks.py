@@ -234,6 +234,20 @@ def test_loss_without_the_scheduled_attribute_is_a_config_error(callback, loss, 
     assert all(word in message for word in named), message
 
 
+def test_gbce_t_warmup_end_outside_0_1_fails_at_fit_start():
+    """The warm-up's owner (gBCE) refuses t = 1.5 when the schedule tries it at fit start."""
+    from recsys.callbacks.schedule import Schedule
+    from recsys.losses.gbce import GBCE
+
+    module, rec = Tiny(), Recorder()
+    module.loss = GBCE()
+    warmup = Schedule(start=0.0, end=1.5, attribute="t", owner="loss", name="gbce_t_warmup")
+    with pytest.raises(ConfigError) as info:
+        fit(module, [warmup, rec], epochs=1)
+    assert one_line(info) == "callbacks.gbce_t_warmup.end is 1.5, but loss.t must be a number in [0, 1], got 1.5"
+    assert rec.rows == {} and module.loss.t == 0.75
+
+
 @pytest.mark.parametrize(
     "make, bad",
     [

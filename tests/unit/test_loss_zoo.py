@@ -85,6 +85,30 @@ def test_gbce_matches_formula_and_t0_is_bce():
     assert -math.log(sig(transformed)) == pytest.approx(-beta * math.log(sig(s)), rel=1e-9)
 
 
+def test_gbce_t_is_scheduled_and_checked_on_every_set():
+    """``t`` is what ``callbacks=[default,gbce_t_warmup]`` moves: setting it changes beta
+    (t = 0 is BCE's beta = 1), and a value outside [0, 1] is refused on every set, not only
+    in the constructor, so a schedule's bad end value fails at fit start."""
+    pos, neg, mask = case()
+    loss = GBCE(t=0.75)
+    loss.setup(catalogue(101))
+    assert loss.scheduled == ("t",) and loss.schedule_values() == {"t": 0.75}
+    before = float(loss(Scores(pos=pos, neg=neg, neg_mask=mask)))
+    loss.t = 0.0
+    plain = GBCE(t=0.0)
+    plain.setup(catalogue(101))
+    assert loss.beta(7) == pytest.approx(1.0) and loss.schedule_values() == {"t": 0.0}
+    assert float(loss(Scores(pos=pos, neg=neg, neg_mask=mask))) == float(plain(Scores(pos=pos, neg=neg, neg_mask=mask)))
+    assert float(loss(Scores(pos=pos, neg=neg, neg_mask=mask))) != before
+    for bad in (1.5, -0.1, True, "0.5", None):
+        with pytest.raises(ConfigError) as info:
+            loss.t = bad
+        assert str(info.value) == f"loss.t must be a number in [0, 1], got {bad!r}"
+    with pytest.raises(ConfigError, match=r"got 2"):
+        GBCE(t=2)
+    assert loss.t == 0.0  # a refused value leaves the old one
+
+
 def test_infonce_matches_formula():
     pos, neg, mask = case()
     ref = [softmax_ce([p / 0.2] + [x / 0.2 for x in ns]) for p, ns in rows(pos, neg, mask)]

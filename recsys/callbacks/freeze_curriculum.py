@@ -18,6 +18,7 @@ from recsys.callbacks.curriculum_checks import (
     paths,
     warn_never_trained,
 )
+from recsys.callbacks.curriculum_switch import SwitchCondition
 from recsys.callbacks.param_groups import add_param_group, parameters_at, remove_from_optimizer, set_trainable
 
 
@@ -32,23 +33,14 @@ class FreezeCurriculum(BaseFinetuning):
     Without pretraining, the frozen parts keep their initial values until unfrozen: start
     them from a trained run (``init_from``) or set ``pretrain_epochs``.
 
-    Timing: stage 1 starts at epoch ``pretrain_epochs``. The stage-2 conditions are
-    checked once per training epoch ``e >= pretrain_epochs`` (so stage 1 lasts at least
-    one epoch), in its
-    ``on_train_epoch_end`` (Lightning has run the epoch's validation by then; a validation
-    that would finish after it, before epoch ``e + 1`` starts, is checked in
-    ``on_validation_end``). The first epoch ``e`` where any condition holds makes stage 2
-    start at epoch ``e + 1``: its ``on_train_epoch_start`` (BaseFinetuning's hook) unfreezes.
+    Timing: stage 1 starts at epoch ``pretrain_epochs``; when stage 2 starts is decided by
+    :class:`~recsys.callbacks.curriculum_switch.SwitchCondition` (``after_epoch``,
+    ``max_train_loss``, ``min_val_metric`` on ``val_metric``), whose epoch ``e + 1``'s
+    ``on_train_epoch_start`` (BaseFinetuning's hook) unfreezes.
 
-    - ``after_epoch``: ``e >= after_epoch`` (``after_epoch=1`` -> stage 2 from epoch 2);
-    - ``max_train_loss``: the mean over epoch ``e``'s steps of the loss ``training_step``
-      returns (RecModule's ``train/loss``, unweighted by batch size) is ``<= max_train_loss``;
-    - ``min_val_metric``: the last ``val_metric`` of epoch ``e`` is ``>= min_val_metric``
-      (never holds in an epoch without validation).
-
-    Resume: the stage, the switch epoch, the epoch's running loss and validation value and
-    the optimizer's param groups (BaseFinetuning's metadata, stored whole at every epoch
-    start since stage 1 shrinks group 0) are in the checkpoint, so a run resumed from any
+    Resume: the stage, the switch condition's state and the optimizer's param groups
+    (BaseFinetuning's metadata, stored whole at every epoch start since stage 1 shrinks
+    group 0) are in the checkpoint, so a run resumed from any
     checkpoint (mid-epoch, after validation, after the epoch) decides and applies the same
     stages; ``on_fit_start`` rebuilds the groups and sets which parameters train before
     Lightning loads the optimizer state.
@@ -86,13 +78,15 @@ class FreezeCurriculum(BaseFinetuning):
         self.later_paths = paths("later_unfreeze", later_unfreeze, allow_empty=True)
         check_arguments(after_epoch, max_train_loss, min_val_metric, val_metric, lr_factor, later_epochs,
                         pretrain_epochs, has_later=bool(self.later_paths))
-        self.after_epoch, self.max_train_loss, self.min_val_metric = after_epoch, max_train_loss, min_val_metric
         self.val_metric, self.lr_factor, self.later_epochs = val_metric, float(lr_factor), later_epochs
         self.pretrain_epochs = pretrain_epochs
-        self.stage, self.switch_epoch, self.later_done = 0 if pretrain_epochs else 1, None, False
-        self._val: float | None = None  # last validation value of the current epoch
-        self._loss_sum, self._loss_steps = 0.0, 0  # training loss of the current epoch
-        self._closed_epoch: int | None = None  # epoch whose on_train_epoch_end ran, until the next starts
+        self.stage, self.later_done = 0 if pretrain_epochs else 1, False
+        self.switch = SwitchCondition(after_epoch, max_train_loss, min_val_metric, first_epoch=pretrain_epochs)
+
+    @property
+    def switch_epoch(self) -> int | None:
+        """The first epoch of stage 2, once a switch condition has held."""
+        return self.switch.switch_epoch
 
     def never_trained(self, loaded: list[str] = ()) -> list[str]:
         """Frozen paths that keep (part of) their initial values for the whole run: none
@@ -103,15 +97,6 @@ class FreezeCurriculum(BaseFinetuning):
         if self.pretrain_epochs:
             return []
         return never_trained(self.freeze_paths, [*self.unfreeze_paths, *self.later_paths], loaded)
-
-    # ---- the decision (pure) ---------------------------------------------------------------
-    def should_switch(self, epoch: int, train_loss: float | None, val_value: float | None) -> bool:
-        """Whether the conditions hold at the end of epoch ``epoch`` with these metrics."""
-        return (
-            (self.after_epoch is not None and epoch >= self.after_epoch)
-            or (self.max_train_loss is not None and train_loss is not None and train_loss <= self.max_train_loss)
-            or (self.min_val_metric is not None and val_value is not None and val_value >= self.min_val_metric)
-        )
 
     # ---- freezing (BaseFinetuning) ---------------------------------------------------------
     def freeze_before_training(self, pl_module: pl.LightningModule) -> None:
@@ -157,13 +142,13 @@ class FreezeCurriculum(BaseFinetuning):
             self._apply_stage(pl_module)
         frozen = {id(p) for p in parameters_at(pl_module.model, self.freeze_paths) if not p.requires_grad}
         check_optimizers_hold_no_frozen(trainer.optimizers, frozen)
-        if self.min_val_metric is not None:
+        if self.switch.min_val_metric is not None:
             check_metric_is_computed(self.val_metric, getattr(getattr(pl_module, "evaluator", None), "ks", None))
 
     def on_train_epoch_start(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
         """Apply the epoch's stage; store every optimizer's whole param groups by name
         (BaseFinetuning only records added groups, but stage 1 also shrinks group 0)."""
-        self._val, self._closed_epoch, self._loss_sum, self._loss_steps = None, None, 0.0, 0
+        self.switch.start_epoch()
         names = {p: n for n, p in pl_module.named_parameters()}
         for i, optimizer in enumerate(trainer.optimizers):
             self.finetune_function(pl_module, trainer.current_epoch, optimizer)
@@ -173,39 +158,24 @@ class FreezeCurriculum(BaseFinetuning):
         pl_module.log("curriculum/stage", float(self.stage), on_step=True, on_epoch=False, batch_size=1)
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx: int) -> None:
-        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        if self.max_train_loss is not None and loss is not None:  # a tensor sum: no device sync per step
-            self._loss_sum, self._loss_steps = self._loss_sum + loss.detach().float(), self._loss_steps + 1
+        self.switch.add_step_loss(outputs.get("loss") if isinstance(outputs, dict) else outputs)
 
     def on_validation_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING or self.min_val_metric is None:
+        if trainer.sanity_checking or trainer.state.fn != TrainerFn.FITTING or self.switch.min_val_metric is None:
             return
-        self._val = logged_value(self.val_metric, trainer.callback_metrics)
-        if self._closed_epoch is not None:  # a validation run after on_train_epoch_end
-            self._decide(self._closed_epoch, None, self._val)
+        self.switch.validated(logged_value(self.val_metric, trainer.callback_metrics))
 
     def on_train_epoch_end(self, trainer: pl.Trainer, pl_module: pl.LightningModule) -> None:
-        self._closed_epoch = trainer.current_epoch
-        train_loss = float(self._loss_sum) / self._loss_steps if self._loss_steps else None
-        self._decide(trainer.current_epoch, train_loss, self._val)
-
-    def _decide(self, epoch: int, train_loss: float | None, val_value: float | None) -> None:
-        if epoch < self.pretrain_epochs:  # stage 0: the stage-2 conditions wait for stage 1
-            return
-        if self.switch_epoch is None and self.should_switch(epoch, train_loss, val_value):
-            self.switch_epoch = epoch + 1
+        self.switch.end_epoch(trainer.current_epoch)
 
     # ---- state -----------------------------------------------------------------------------
     def state_dict(self) -> dict:
         state = super().state_dict()
-        state.update(stage=self.stage, switch_epoch=self.switch_epoch, later_done=self.later_done, val=self._val,
-                     loss_sum=float(self._loss_sum), loss_steps=self._loss_steps)
+        state.update(stage=self.stage, later_done=self.later_done, **self.switch.state_dict())
         return state
 
     def load_state_dict(self, state_dict: dict) -> None:
         super().load_state_dict(state_dict)
         self.stage = state_dict.get("stage", 1)
-        self.switch_epoch = state_dict.get("switch_epoch")
         self.later_done = state_dict.get("later_done", False)
-        self._val = state_dict.get("val")
-        self._loss_sum, self._loss_steps = state_dict.get("loss_sum", 0.0), state_dict.get("loss_steps", 0)
+        self.switch.load_state_dict(state_dict)

@@ -376,6 +376,30 @@ def test_a_validation_after_the_epoch_end_still_counts_for_that_epoch():
     assert curriculum.switch_epoch == 4
 
 
+def test_switch_condition_waits_for_stage_1_and_its_state_round_trips():
+    """The pure decision alone: epochs of stage 0 never switch; the epoch's mean step loss
+    and last validation decide; the running state resumes the same decision."""
+    from recsys.callbacks.curriculum_switch import SwitchCondition
+
+    cond = SwitchCondition(after_epoch=None, max_train_loss=1.0, min_val_metric=None, first_epoch=2)
+    for epoch in range(2):  # stage 0: the loss already qualifies, nothing switches
+        cond.start_epoch()
+        cond.add_step_loss(torch.tensor(0.5))
+        cond.end_epoch(epoch)
+    assert cond.switch_epoch is None
+    cond.start_epoch()
+    cond.add_step_loss(torch.tensor(0.5))
+    resumed = SwitchCondition(after_epoch=None, max_train_loss=1.0, min_val_metric=None, first_epoch=2)
+    resumed.load_state_dict(cond.state_dict())  # mid-epoch 2: one step of loss 0.5 so far
+    for c in (cond, resumed):
+        c.add_step_loss(torch.tensor(2.0))  # mean 1.25 > 1.0
+        c.end_epoch(2)
+    assert cond.switch_epoch is None and resumed.switch_epoch is None
+    assert cond.state_dict() == resumed.state_dict() == {"switch_epoch": None, "val": None, "loss_sum": 2.5,
+                                                         "loss_steps": 2}
+    assert cond.holds(3, 1.0, None) and not cond.holds(3, None, 0.9)
+
+
 def test_missing_validation_metric_is_a_config_error():
     with pytest.raises(ConfigError) as info:
         fit(Tiny(), [FreezeCurriculum(["graph"], ["graph"], min_val_metric=0.1, val_metric="val/ndcg@7")], 1, val=True)

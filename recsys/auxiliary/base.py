@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from recsys.data.interactions import SplitData
-from recsys.errors import ConfigError
+from recsys.errors import check_number
 from recsys.models.base import Encoded, RecModel
 from recsys.samplers.base import Negatives
 
@@ -44,9 +44,7 @@ class AuxTerm(nn.Module):
 
     @weight.setter
     def weight(self, value: float) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-            raise ConfigError(f"aux.{self.name}.weight must be a number >= 0, got {value!r}")
-        self._weight = float(value)
+        self._weight = check_number(f"aux.{self.name}.weight", value, 0)
 
     def schedule_values(self) -> dict[str, float]:
         return {name: float(getattr(self, name)) for name in self.scheduled}

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from recsys.auxiliary.augment import augment
 from recsys.auxiliary.base import AuxTerm
-from recsys.errors import ConfigError
+from recsys.errors import ConfigError, check_number
 from recsys.models.base import Encoded, RecModel
 from recsys.samplers.base import Negatives
 
@@ -94,14 +92,11 @@ class Contrastive(AuxTerm):
             raise ConfigError(f"aux.contrastive.positives must be one of {', '.join(POSITIVES)}, got {positives!r}")
         if isinstance(proj_dim, bool) or not isinstance(proj_dim, int) or proj_dim < 1:
             raise ConfigError(f"aux.contrastive.proj_dim must be an integer >= 1, got {proj_dim!r}")
-        for key, value, zero_ok in (("crop_ratio", crop_ratio, False), ("mask_ratio", mask_ratio, True),
-                                    ("reorder_ratio", reorder_ratio, True)):
-            if (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value <= 1
-                    or (value == 0 and not zero_ok)):
-                raise ConfigError(f"aux.contrastive.{key} must be a number in {'[0, 1]' if zero_ok else '(0, 1]'}, got {value!r}")
+        self.ratios = (check_number("aux.contrastive.crop_ratio", crop_ratio, 0, 1, low_open=True),
+                       check_number("aux.contrastive.mask_ratio", mask_ratio, 0, 1),
+                       check_number("aux.contrastive.reorder_ratio", reorder_ratio, 0, 1))
         self.temperature = temperature
         self.proj_dim, self.positives = proj_dim, positives
-        self.ratios = (float(crop_ratio), float(mask_ratio), float(reorder_ratio))
         self.head: nn.Module | None = None  # built by check(model), before the optimizer exists
 
     @property
@@ -110,9 +105,7 @@ class Contrastive(AuxTerm):
 
     @temperature.setter
     def temperature(self, value: float) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value <= 0:
-            raise ConfigError(f"aux.contrastive.temperature must be a number > 0, got {value!r}")
-        self._temperature = float(value)
+        self._temperature = check_number("aux.contrastive.temperature", value, 0, low_open=True)
 
     def check(self, model: RecModel) -> None:
         """Fails before training for a model without :meth:`represent` (MF, LightGCN), with

@@ -8,7 +8,7 @@ import sys
 
 from torch import nn
 
-from recsys.errors import ConfigError
+from recsys.errors import ConfigError, check_number
 
 NAME = "freeze_curriculum"
 
@@ -42,8 +42,7 @@ def check_arguments(after_epoch, max_train_loss, min_val_metric, val_metric, lr_
         is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
         if value is not None and (not is_number or math.isnan(value)):
             raise ConfigError(f"callbacks.{NAME}.{name} must be a number or null, got {value!r}")
-    if isinstance(lr_factor, bool) or not isinstance(lr_factor, (int, float)) or not 0 < lr_factor < math.inf:
-        raise ConfigError(f"callbacks.{NAME}.lr_factor must be a finite number > 0, got {lr_factor!r}")
+    check_number(f"callbacks.{NAME}.lr_factor", lr_factor, 0, low_open=True)
     if min_val_metric is not None and not (isinstance(val_metric, str) and val_metric):
         raise ConfigError(f"callbacks.{NAME}.val_metric must name a logged metric, got {val_metric!r}")
 

@@ -7,7 +7,7 @@ import math
 import pytorch_lightning as pl
 
 from recsys.callbacks.schedules import require_scheduled, value_at
-from recsys.errors import ConfigError
+from recsys.errors import ConfigError, check_number
 
 NAME = "logq_warmup"
 
@@ -30,8 +30,7 @@ class LogQWarmup(pl.Callback):
     def __init__(
         self, target: float = 1.0, warmup_epochs: int = 1, ramp_epochs: int = 2, attribute: str = "logq_lambda"
     ) -> None:
-        if isinstance(target, bool) or not isinstance(target, (int, float)) or not math.isfinite(target) or target < 0:
-            raise ConfigError(f"callbacks.{NAME}.target must be a finite number >= 0, got {target!r}")
+        check_number(f"callbacks.{NAME}.target", target, 0)
         for name, value in (("warmup_epochs", warmup_epochs), ("ramp_epochs", ramp_epochs)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise ConfigError(f"callbacks.{NAME}.{name} must be an integer >= 0, got {value!r}")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import math
 
-from recsys.errors import ConfigError
+from recsys.errors import ConfigError, check_number
 
 KINDS = ("constant", "linear", "cosine", "exponential")
 
@@ -20,8 +20,7 @@ def check_schedule(kind: str, start: float, end: float, where: str = "schedule")
     if kind not in KINDS:
         raise ConfigError(f"{where}.schedule must be one of {', '.join(KINDS)}, got {kind!r}")
     for name, value in (("start", start), ("end", end)):
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise ConfigError(f"{where}.{name} must be a finite number, got {value!r}")
+        check_number(f"{where}.{name}", value)
         if kind == "exponential" and value <= 0:
             raise ConfigError(f"{where}.{name} must be > 0 for an exponential schedule, got {value!r}")
 

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from recsys.data.interactions import Interactions, RawData, SplitData, UserItems
-from recsys.errors import ConfigError, DataError
+from recsys.errors import ConfigError, DataError, check_number
 
 
 def kcore(inter: Interactions, user_core: int = 0, item_core: int = 0) -> Interactions:
@@ -128,8 +128,7 @@ class FixedSplit(Split):
     """
 
     def __init__(self, valid_ratio: float = 0.0, seed: int = 0) -> None:
-        if not 0.0 <= valid_ratio < 1.0:
-            raise ConfigError(f"split.valid_ratio must be in [0, 1), got {valid_ratio}")
+        check_number("split.valid_ratio", valid_ratio, 0, 1, high_open=True)
         self.valid_ratio = valid_ratio
         self.seed = seed
 

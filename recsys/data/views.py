@@ -20,7 +20,7 @@ from torch import Tensor
 
 from recsys.data.interactions import Interactions, SplitData, UserItems
 from recsys.distributed import stream_name
-from recsys.errors import ConfigError
+from recsys.errors import ConfigError, check_number
 from recsys.rng import stream_generator
 
 
@@ -195,8 +195,7 @@ class MaskedItemView(DrawingView):
     stream = "masked_item_view"
 
     def __init__(self, split: SplitData, max_len: int, pad: int, mask: int, mask_prob: float, seed: int = 0) -> None:
-        if isinstance(mask_prob, bool) or not isinstance(mask_prob, (int, float)) or not 0 < mask_prob <= 1:
-            raise ConfigError(f"model.mask_prob must be a number in (0, 1], got {mask_prob!r}")
+        check_number("model.mask_prob", mask_prob, 0, 1, low_open=True)
         train = split.train
         self.max_len, self.pad, self.mask, self.mask_prob = max_len, pad, mask, float(mask_prob)
         window = last_items(train.user, train.item, train.n_users, max_len, pad)  # [U, L]

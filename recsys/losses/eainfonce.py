@@ -1,12 +1,10 @@
 """Entropy-adaptive InfoNCE: a temperature that follows the model's state."""
 
-import math
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from recsys.errors import ConfigError
+from recsys.errors import ConfigError, check_number
 from recsys.losses.base import RecLoss, Scores, masked_logits, softmax_ce_first
 
 
@@ -50,10 +48,9 @@ class EntropyAdaptiveInfoNCE(RecLoss):
             raise ConfigError(
                 f"loss needs 0 < tau_min <= temperature <= tau_max, got {tau_min}, {temperature}, {tau_max}"
             )
-        if not (0 <= entropy_weight <= 1 and 0 < momentum <= 1):
-            raise ConfigError(f"loss.entropy_weight must be in [0, 1] and momentum in (0, 1], got {entropy_weight}, {momentum}")
         self.tau_min, self.tau_max = tau_min, tau_max
-        self.entropy_weight, self.momentum = entropy_weight, momentum
+        self.entropy_weight = check_number("loss.entropy_weight", entropy_weight, 0, 1)
+        self.momentum = check_number("loss.momentum", momentum, 0, 1, low_open=True)
         self.register_buffer("tau", torch.tensor(float(temperature), dtype=torch.float64))
 
     @property

@@ -3,7 +3,7 @@
 import torch.nn.functional as F
 from torch import Tensor
 
-from recsys.errors import ConfigError
+from recsys.errors import check_number
 from recsys.losses.base import RecLoss, Scores
 
 
@@ -40,9 +40,7 @@ class GBCE(RecLoss):
 
     @t.setter
     def t(self, value: float) -> None:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
-            raise ConfigError(f"loss.t must be a number in [0, 1], got {value!r}")
-        self._t = float(value)
+        self._t = check_number("loss.t", value, 0, 1)
 
     def beta(self, negatives: int) -> float:
         if self.n_items is None:

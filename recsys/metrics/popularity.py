@@ -40,7 +40,7 @@ import torch
 from torch import Tensor
 
 from recsys.data.interactions import Interactions
-from recsys.errors import ConfigError
+from recsys.errors import check_number
 
 
 @dataclass
@@ -99,8 +99,7 @@ def short_head(count: Tensor, share: float) -> Tensor:
 
 def check_share(share: float) -> None:
     """Refuse a short-head share outside [0, 1], naming the config key and the value."""
-    if not 0.0 <= share <= 1.0:
-        raise ConfigError(f"eval.short_head_share must be between 0 and 1 (0.2 in Abdollahpouri et al.), got {share}")
+    check_number("eval.short_head_share", share, 0, 1, note=" (0.2 in Abdollahpouri et al.)")
 
 
 def list_metrics(top: Tensor, shown: Tensor, popularity: ItemPopularity, ks: list[int]) -> dict[str, Tensor]:

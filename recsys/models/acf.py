@@ -7,7 +7,7 @@ from torch import Tensor, nn
 
 from recsys.data.interactions import SplitData
 from recsys.data.views import BatchView, PairView, check_train_rows
-from recsys.errors import ConfigError
+from recsys.errors import ConfigError, check_number
 from recsys.models.base import Encoded, RecModel
 
 
@@ -58,8 +58,7 @@ class ACF(RecModel):
         if isinstance(num_anchors, bool) or not isinstance(num_anchors, int) or num_anchors < 1:
             raise ConfigError(f"model.num_anchors must be an integer >= 1, got {num_anchors!r}")
         for key, value in (("temperature", temperature), ("init_std", init_std), ("anchor_std", anchor_std)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ConfigError(f"model.{key} must be a number > 0, got {value!r}")
+            check_number(f"model.{key}", value, 0, low_open=True)
         self.train_rows = check_train_rows(train_rows)
         self.temperature = float(temperature)
         self.user_emb = nn.Embedding(n_users, embedding_dim)

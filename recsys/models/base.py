@@ -22,7 +22,7 @@ from torch import Tensor, nn
 
 from recsys.data.interactions import SplitData
 from recsys.data.views import BatchView
-from recsys.errors import ConfigError
+from recsys.errors import ConfigError, check_number
 
 
 @dataclass
@@ -96,8 +96,7 @@ class RecModel(nn.Module):
         (then scheduled as ``score_temperature``, e.g. by ``temperature_annealing``)."""
         if score not in ("dot", "cosine"):
             raise ConfigError(f"model.score must be one of dot, cosine, got {score!r}")
-        if isinstance(temperature, bool) or not isinstance(temperature, (int, float)) or temperature <= 0:
-            raise ConfigError(f"model.score_temperature must be > 0, got {temperature!r}")
+        check_number("model.score_temperature", temperature, 0, low_open=True)
         self.score_kind, self.score_temperature = score, float(temperature)
         self.scheduled = ("score_temperature",) if score == "cosine" else ()
 

@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from recsys.data.interactions import SplitData
 from recsys.data.views import BatchView, PairView, check_train_rows
-from recsys.errors import ConfigError
+from recsys.errors import ConfigError, check_number
 from recsys.models.base import Encoded, RecModel
 
 
@@ -61,8 +61,7 @@ class CSAR(RecModel):
         if isinstance(num_prototypes, bool) or not isinstance(num_prototypes, int) or num_prototypes < 1:
             raise ConfigError(f"model.num_prototypes must be an integer >= 1, got {num_prototypes!r}")
         for key, value in (("init_std", init_std), ("prototype_std", prototype_std)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
-                raise ConfigError(f"model.{key} must be a number > 0, got {value!r}")
+            check_number(f"model.{key}", value, 0, low_open=True)
         self.train_rows = check_train_rows(train_rows)
         self.user_emb = nn.Embedding(n_users, embedding_dim)
         self.item_emb = nn.Embedding(n_items, embedding_dim)

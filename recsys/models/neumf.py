@@ -8,7 +8,7 @@ from torch import Tensor, nn
 
 from recsys.data.interactions import SplitData
 from recsys.data.views import BatchView, PairView, check_train_rows
-from recsys.errors import ConfigError
+from recsys.errors import ConfigError, check_number
 from recsys.models.base import Encoded, RecModel
 from recsys.models.chunked import check_eval_chunk, score_in_chunks
 
@@ -111,10 +111,8 @@ class NeuMF(RecModel):
                 f"model.mlp_layers must be >= 2 positive integers, the first even (input [p;q]), e.g. [64,32,16]; "
                 f"got {mlp_layers!r}"
             )
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-            raise ConfigError(f"model.dropout must be in [0, 1), got {dropout!r}")
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or not 0 <= alpha <= 1:
-            raise ConfigError(f"model.alpha must be in [0, 1], got {alpha!r}")
+        check_number("model.dropout", dropout, 0, 1, high_open=True)
+        check_number("model.alpha", alpha, 0, 1)
         return [int(w) for w in layers]
 
     def _embeddings(self, side: str) -> list[nn.Embedding]:

@@ -11,7 +11,7 @@ from torch import Tensor, nn
 
 from recsys.data.interactions import SplitData
 from recsys.data.views import BatchView, PairView, check_train_rows
-from recsys.errors import ConfigError
+from recsys.errors import ConfigError, check_number
 from recsys.models.base import Encoded, RecModel
 from recsys.models.chunked import check_eval_chunk, score_in_chunks
 from recsys.models.towers import CategoricalFeatures
@@ -192,12 +192,10 @@ class WideDeep(RecModel):
         layers = list(mlp_layers) if hasattr(mlp_layers, "__iter__") and not isinstance(mlp_layers, str) else None
         if not layers or any(isinstance(w, bool) or not isinstance(w, int) or w < 1 for w in layers):
             raise ConfigError(f"model.mlp_layers must be >= 1 positive integers (hidden widths), e.g. [64,32,16]; got {mlp_layers!r}")
-        if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
-            raise ConfigError(f"model.dropout must be in [0, 1), got {dropout!r}")
+        check_number("model.dropout", dropout, 0, 1, high_open=True)
         if not isinstance(wide_item_bias, bool):
             raise ConfigError(f"model.wide_item_bias must be true or false, got {wide_item_bias!r}")
-        if isinstance(init_std, bool) or not isinstance(init_std, (int, float)) or init_std <= 0:
-            raise ConfigError(f"model.init_std must be > 0, got {init_std!r}")
+        check_number("model.init_std", init_std, 0, low_open=True)
         return [int(w) for w in layers]
 
     @staticmethod

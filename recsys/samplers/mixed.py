@@ -4,7 +4,7 @@ import torch
 from torch import Tensor
 
 from recsys.data.interactions import SplitData
-from recsys.errors import ConfigError
+from recsys.errors import ConfigError, check_number
 from recsys.samplers.base import Negatives, check_count, item_log_frequency
 from recsys.samplers.in_batch import InBatchSampler
 
@@ -61,8 +61,7 @@ class MixedSampler(InBatchSampler):
         check_count(num_negatives)
         if pool not in POOLS:
             raise ConfigError(f"sampler.pool must be one of {', '.join(POOLS)}, got {pool!r}")
-        if isinstance(alpha, bool) or not isinstance(alpha, (int, float)) or alpha < 0:
-            raise ConfigError(f"sampler.alpha must be a number >= 0, got {alpha!r}")
+        check_number("sampler.alpha", alpha, 0)
         self.num_negatives, self.pool, self.alpha = num_negatives, pool, float(alpha)
 
     def setup(self, split: SplitData) -> None:

@@ -147,7 +147,7 @@ def test_without_training_popularity_only_the_catalogue_metrics_are_reported():
 
 @pytest.mark.parametrize("share", [-0.1, 1.5])
 def test_a_short_head_share_outside_0_1_is_refused_naming_the_value(share):
-    with pytest.raises(ConfigError, match=rf"eval.short_head_share must be between 0 and 1 .*got {share}"):
+    with pytest.raises(ConfigError, match=rf"eval.short_head_share must be a number in \[0, 1\] \(0.2 in Abdollahpouri et al.\), got {share}"):
         RankingEvaluator([10], 100, short_head_share=share)
 
 

@@ -33,7 +33,7 @@ import torch
 from recsys.data.datasets.base import Dataset
 from recsys.data.interactions import Interactions, RawData
 from recsys.data.texts import ItemTexts
-from recsys.errors import ConfigError
+from recsys.errors import ConfigError, check_number
 
 # (category name, noun) of the first clusters; later clusters reuse them with a number
 CATEGORIES = (
@@ -72,8 +72,8 @@ class Synthetic(Dataset):
                 f"data.dataset.n_items ({n_items}) must be a multiple of n_clusters ({n_clusters}) "
                 f"with room for at least one series of {series_len} per cluster"
             )
-        if not (0 <= taste <= 1 and 0 <= p_series <= 1):
-            raise ConfigError(f"data.dataset.taste and p_series must be in [0, 1], got {taste}, {p_series}")
+        check_number("data.dataset.taste", taste, 0, 1)
+        check_number("data.dataset.p_series", p_series, 0, 1)
         if n_users < 1 or min_len < 3 or max_len < min_len:
             raise ConfigError(
                 f"data.dataset needs n_users >= 1 and 3 <= min_len <= max_len, got {n_users}, {min_len}, {max_len}"

@@ -187,7 +187,8 @@ class RecDataModule(pl.LightningDataModule):
         targets = split.valid if stage == "val" else split.test
         exclude = split.train.csr() if stage == "val" else split.train.csr().merge(split.valid)
         exclude = _without(exclude, targets, split.n_items)
-        tables = {"targets": targets, "exclude": exclude, "users": targets.users_with_items()}
+        users = split.validated_users() if stage == "val" else targets.users_with_items()  # [V] increasing ids
+        tables = {"targets": targets, "exclude": exclude, "users": users}
         gen = torch.Generator().manual_seed(self.seed + (0 if stage == "val" else 1))
         keys = history_keys(split) if self.sampled_eval else None
         for n in self.sampled_eval:

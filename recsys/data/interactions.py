@@ -164,12 +164,20 @@ class SplitData:
         train: training events, sorted by user and time.
         valid: validation targets per user (CSR; empty rows for users without one).
         test: test targets per user.
+        valid_users: ``[V]`` increasing ids of the users whose validation target is
+            evaluated, or ``None`` (default): every user with one. Targets of the others
+            still stay out of training and in the test input (``split.valid_users``).
         n_users, n_items: id space sizes shared by all parts.
     """
 
     train: Interactions
     valid: UserItems
     test: UserItems
+    valid_users: Tensor | None = None
+
+    def validated_users(self) -> Tensor:
+        """``[V]`` increasing ids of the users validation evaluates."""
+        return self.valid.users_with_items() if self.valid_users is None else self.valid_users
 
     @property
     def n_users(self) -> int:

@@ -76,19 +76,30 @@ class LeaveOneOut(Split):
     Args:
         min_events: users with fewer events keep everything in training (default 3, as in
             SASRec's reference code).
-        valid_users: ``None`` (default): every eligible user has a validation target.
-            An integer N: only N eligible users, drawn at random with ``seed``, do; the
-            others train on their second-to-last event (the gSASRec authors' protocol,
-            which validates on 512 users). Test is every eligible user's last event either way.
+        valid_users: ``None`` (default): validation evaluates every eligible user. An
+            integer N: only N eligible users, drawn at random with ``seed``.
+        unvalidated: what becomes of the second-to-last event of the users ``valid_users``
+            leaves out. ``held_out`` (default): it stays out of training and is part of
+            the test input, as in the gSASRec authors' data files (their training
+            sequences drop the last two events of every user; they validate 512 users).
+            ``train``: it becomes a training target (on ml1m, 5,528 more of them).
         seed: seed of the ``valid_users`` draw.
+
+    Test is every eligible user's last event either way.
     """
 
-    def __init__(self, min_events: int = 3, valid_users: int | None = None, seed: int = 0) -> None:
+    UNVALIDATED = ("held_out", "train")
+
+    def __init__(self, min_events: int = 3, valid_users: int | None = None, unvalidated: str = "held_out",
+                 seed: int = 0) -> None:
         if valid_users is not None and (isinstance(valid_users, bool) or not isinstance(valid_users, int)
                                         or valid_users < 1):
             raise ConfigError(f"split.valid_users must be a positive integer or null (every user), got {valid_users!r}")
+        if unvalidated not in self.UNVALIDATED:
+            raise ConfigError(f"split.unvalidated must be one of {', '.join(self.UNVALIDATED)}, got {unvalidated!r}")
         self.min_events = min_events
         self.valid_users = valid_users
+        self.unvalidated = unvalidated
         self.seed = seed
 
     def __call__(self, raw: RawData) -> SplitData:
@@ -98,6 +109,7 @@ class LeaveOneOut(Split):
         eligible = user_eligible[inter.user]  # [E]
         is_test = eligible & (from_end == 0)
         is_valid = eligible & (from_end == 1)
+        validated_users = None
         if self.valid_users is not None:
             candidates = user_eligible.nonzero().squeeze(1)  # [U_eligible]
             if self.valid_users > candidates.numel():
@@ -105,15 +117,19 @@ class LeaveOneOut(Split):
                                   f">= {self.min_events} events; lower it or set it to null (every user)")
             gen = torch.Generator().manual_seed(self.seed)
             chosen = candidates[torch.randperm(candidates.numel(), generator=gen)[: self.valid_users]]  # [N]
-            validated = torch.zeros(inter.n_users, dtype=torch.bool)
-            validated[chosen] = True
-            is_valid &= validated[inter.user]
+            if self.unvalidated == "train":  # the others' second-to-last events become training data
+                validated = torch.zeros(inter.n_users, dtype=torch.bool)
+                validated[chosen] = True
+                is_valid &= validated[inter.user]
+            else:  # held out as in leave-one-out; only the chosen users are evaluated
+                validated_users = torch.sort(chosen).values  # [N]
         train = inter.subset(~(is_test | is_valid))
         n = inter.n_users
         return SplitData(
             train=train,
             valid=UserItems.from_pairs(inter.user[is_valid], inter.item[is_valid], n),
             test=UserItems.from_pairs(inter.user[is_test], inter.item[is_test], n),
+            valid_users=validated_users,
         )
 
 

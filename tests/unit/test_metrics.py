@@ -632,3 +632,28 @@ def test_datamodule_eval_batches_never_exclude_own_targets():
             assert not set(batch["sampled1"][r].tolist()) & held
     # user 0: test target 1 is also a training item, and stays rankable
     assert int(split.test.items[split.test.indptr[0]]) == 1 and 1 in history[0]
+
+
+
+def test_datamodule_validates_only_the_valid_users_and_tests_with_the_held_out_items_in_the_input():
+    """``split.valid_users=2``: validation batches cover the 2 drawn users only; every
+    user's second-to-last item stays out of training, is excluded from its test ranking and
+    ends its test input (the gSASRec files' protocol)."""
+    from recsys.data.datamodule import RecDataModule
+    from recsys.data.splits import LeaveOneOut
+    from recsys.data.views import SequenceView
+
+    dm = RecDataModule(_TinyDataset(), LeaveOneOut(valid_users=2, seed=1), data_dir="/nonexistent", eval_batch_size=1)
+    split = dm.prepare()
+    dm.attach(SequenceView(split, max_len=5, pad=8))
+    chosen = split.validated_users().tolist()
+    assert len(chosen) == 2 and set(chosen) <= {0, 1, 2}  # user 3 has 2 events: never validated
+    assert torch.cat([batch["user"] for batch in dm.val_dataloader()]).tolist() == chosen
+    assert torch.cat([batch["user"] for batch in dm.test_dataloader()]).tolist() == [0, 1, 2]
+    seqs = {0: [0, 1, 2, 1, 3, 1], 1: [4, 5, 4, 4], 2: [2, 3, 5, 6, 0, 2, 6]}
+    test = dm.eval_batch(torch.tensor([0, 1, 2]), "test")
+    for r, (u, s) in enumerate(seqs.items()):
+        assert int((split.train.user == u).sum()) == len(s) - 2  # held out of training, validated or not
+        assert test["input"][r][test["input"][r] != 8].tolist() == s[:-1][-5:]  # ends with the second-to-last
+        excluded = set(test["exclude_item"][test["exclude_row"] == r].tolist())
+        assert s[-2] in excluded or s[-2] == s[-1]  # never ranked, unless it is the test target itself

@@ -65,16 +65,35 @@ def test_leave_one_out_min_events():
     assert [row(split.valid, u) for u in range(2)] == [[], [5]]
 
 
-def test_leave_one_out_valid_users_validates_a_seeded_subset_and_trains_on_the_rest():
+def _valid_users_data():
     rng = np.random.default_rng(1)
     seqs = {u: rng.integers(0, 20, size=int(rng.integers(1, 9))).tolist() for u in range(40)}
-    inter = make_inter(seqs, n_users=40, n_items=20)
+    return seqs, make_inter(seqs, n_users=40, n_items=20)
+
+
+def test_leave_one_out_valid_users_evaluates_a_seeded_subset_and_holds_out_the_rest_like_the_gsasrec_files():
+    """The gSASRec authors' files: every user's last two events leave training; 512 users
+    are validated (their third-to-last also leaves training there, an off-by-one not copied)."""
+    seqs, inter = _valid_users_data()
     full = LeaveOneOut()(RawData(inter))
     part = LeaveOneOut(valid_users=5, seed=3)(RawData(inter))
-    validated = part.valid.users_with_items().tolist()
-    assert len(validated) == 5 and set(validated) <= set(full.valid.users_with_items().tolist())
-    assert LeaveOneOut(valid_users=5, seed=3)(RawData(inter)).valid.users_with_items().tolist() == validated
-    assert LeaveOneOut(valid_users=5, seed=4)(RawData(inter)).valid.users_with_items().tolist() != validated
+    assert full.valid_users is None and full.validated_users().tolist() == full.valid.users_with_items().tolist()
+    chosen = part.validated_users().tolist()
+    assert len(chosen) == 5 and chosen == sorted(chosen) and set(chosen) <= set(full.valid.users_with_items().tolist())
+    assert LeaveOneOut(valid_users=5, seed=3)(RawData(inter)).validated_users().tolist() == chosen
+    assert LeaveOneOut(valid_users=5, seed=4)(RawData(inter)).validated_users().tolist() != chosen
+    assert train_lists(part.train) == train_lists(full.train)  # the split itself is leave-one-out
+    for u in range(40):
+        assert row(part.valid, u) == row(full.valid, u) and row(part.test, u) == row(full.test, u)
+
+
+def test_leave_one_out_valid_users_with_unvalidated_train_trains_on_the_others_second_to_last():
+    seqs, inter = _valid_users_data()
+    full = LeaveOneOut()(RawData(inter))
+    held = LeaveOneOut(valid_users=5, seed=3)(RawData(inter))
+    part = LeaveOneOut(valid_users=5, unvalidated="train", seed=3)(RawData(inter))
+    validated = part.validated_users().tolist()
+    assert part.valid_users is None and validated == held.validated_users().tolist()  # the same draw
     got_train = train_lists(part.train)
     for u, s in seqs.items():
         assert row(part.test, u) == row(full.test, u)  # test is unchanged
@@ -83,6 +102,12 @@ def test_leave_one_out_valid_users_validates_a_seeded_subset_and_trains_on_the_r
         elif len(s) >= 3:  # not validated: the second-to-last event is training data
             assert got_train.get(u, []) == s[:-1] and row(part.valid, u) == []
     assert len(part.train) == len(full.train) + len(full.valid.users_with_items()) - 5
+
+
+def test_leave_one_out_unvalidated_must_be_held_out_or_train():
+    with pytest.raises(ConfigError) as info:
+        LeaveOneOut(valid_users=5, unvalidated="drop")
+    assert str(info.value) == "split.unvalidated must be one of held_out, train, got 'drop'"
 
 
 @pytest.mark.parametrize("bad", [0, -1, 2.5, "512", True])

@@ -306,7 +306,11 @@ def _rows(split: SplitData, which: str) -> tuple[UserItems, Tensor, Tensor, Tens
         seq = seq.merge(split.valid)  # training events, then the validation items
     held = split.valid if which == "valid" else split.test
     user = torch.repeat_interleave(torch.arange(held.n_users), held.counts())  # [R] one row per target
-    return seq, user, held.items.clone(), seq.indptr[user], seq.counts()[user]
+    target = held.items.clone()  # [R]
+    if which == "valid" and split.valid_users is not None:  # split.valid_users: only those users validate
+        kept = torch.isin(user, split.valid_users)  # [R]
+        user, target = user[kept], target[kept]
+    return seq, user, target, seq.indptr[user], seq.counts()[user]
 
 
 def _ranges(starts: Tensor, lengths: Tensor) -> Tensor:

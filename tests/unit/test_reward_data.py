@@ -56,6 +56,13 @@ def test_rows_of_a_hand_made_split():
     assert rows(RecommendationDataset(split, "test", max_history=2)) == [(0, [4, 5], 0), (2, [3, 4], 5), (2, [3, 4], 1)]
 
 
+def test_valid_rows_keep_only_the_validated_users_of_split_valid_users():
+    split = tiny_split()
+    split.valid_users = torch.tensor([2])  # user 0's validation item stays held out, in its test history
+    assert rows(RecommendationDataset(split, "valid")) == [(2, [0, 2], 3), (2, [0, 2], 4)]
+    assert rows(RecommendationDataset(split, "test"))[0] == (0, [3, 1, 4, 5], 0)
+
+
 def per_user(split: SplitData) -> tuple[list[list[int]], list[list[int]], list[list[int]]]:
     """Each user's training items (time order), validation and test items, from the split."""
     n, train = split.n_users, [[] for _ in range(split.n_users)]

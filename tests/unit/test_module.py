@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from recsys.auxiliary.orthogonal import Orthogonal
-from recsys.errors import TrainingError
+from recsys.errors import ConfigError, TrainingError
 from recsys.losses.bpr import BPR
 from recsys.models.mf import MF
 from recsys.module import RecModule
@@ -64,10 +64,17 @@ def test_objective_stops_on_a_non_finite_total():
         make_module(loss=NaNLoss()).objective(BATCH)
 
 
-def test_an_infinite_aux_term_is_caught_too():
-    module = make_module(weight=float("inf"))
+def test_an_infinite_aux_term_is_caught_too(monkeypatch):
+    real = Orthogonal.forward
+    monkeypatch.setattr(Orthogonal, "forward", lambda self, *args, **kwargs: real(self, *args, **kwargs) * float("inf"))
     with pytest.raises(TrainingError, match="became inf"):
-        module.objective(BATCH)
+        make_module().objective(BATCH)
+
+
+def test_an_infinite_aux_weight_is_refused_before_training():
+    with pytest.raises(ConfigError) as info:
+        make_module(weight=float("inf"))
+    assert str(info.value) == "aux.orthogonal.weight must be a number >= 0, got inf"
 
 
 def test_the_benchmark_times_the_objective(monkeypatch):

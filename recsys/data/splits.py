@@ -118,9 +118,7 @@ class LeaveOneOut(Split):
             gen = torch.Generator().manual_seed(self.seed)
             chosen = candidates[torch.randperm(candidates.numel(), generator=gen)[: self.valid_users]]  # [N]
             if self.unvalidated == "train":  # the others' second-to-last events become training data
-                validated = torch.zeros(inter.n_users, dtype=torch.bool)
-                validated[chosen] = True
-                is_valid &= validated[inter.user]
+                is_valid &= torch.isin(inter.user, chosen)  # [E]
             else:  # held out as in leave-one-out; only the chosen users are evaluated
                 validated_users = torch.sort(chosen).values  # [N]
         train = inter.subset(~(is_test | is_valid))

@@ -9,7 +9,8 @@ number is from ours because of the users rather than the model, this evaluates o
 (found in ``ml-1m.txt`` by their sequences), every user, and the test targets of every
 user. The validation target is a user's second-to-last item, its input the items before
 it (the last ``max_len``); the items of the input are excluded from the ranking; full
-ranking over all items, NDCG@10 with 0-based ranks, as ``recsys.metrics`` computes it.
+ranking over all items, ranks and NDCG@10 from ``recsys.metrics.ranking`` (ties pessimistic,
+as in every evaluation of ours).
 
 Usage::
 
@@ -31,14 +32,15 @@ from types import SimpleNamespace
 import torch
 from omegaconf import OmegaConf
 
+from recsys.data.datasets.parsing import read_int_columns
+from recsys.metrics.ranking import metrics_from_ranks, target_ranks
 from recsys.wiring import build_model
 
 
 def read_sequences(path: Path) -> dict[int, list[int]]:
     """``ml-1m.txt`` (``user item`` lines in each user's order) -> {user: [items]}, 1-based ids."""
     seqs: dict[int, list[int]] = defaultdict(list)
-    for line in path.read_text().splitlines():
-        user, item = map(int, line.split())
+    for user, item in read_int_columns(path, 2, "'user item' integers >= 1", low=1).tolist():
         seqs[user].append(item)
     return dict(seqs)
 
@@ -78,8 +80,8 @@ def ndcg_at_10(model, seqs: dict[int, list[int]], users: list[int], drop_last: i
         scores = model.user_queries({"input": inputs}) @ items.T  # [B, I]
         rows = torch.cat([torch.full((len(h),), r) for r, h in enumerate(histories)])
         scores[rows, torch.tensor([i for h in histories for i in h])] = -torch.inf  # history excluded
-        rank = (scores > scores.gather(1, target[:, None])).sum(1)  # [B] 0-based
-        gains.append(torch.where(rank < 10, 1 / torch.log2(rank.double() + 2), 0.0))
+        ranks = target_ranks(scores, target[:, None])  # [B, 1] 1-based
+        gains.append(metrics_from_ranks(ranks, [10])["ndcg@10"])  # [B]
     return torch.cat(gains).mean().item()
 
 

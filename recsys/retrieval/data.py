@@ -307,8 +307,8 @@ def _rows(split: SplitData, which: str) -> tuple[UserItems, Tensor, Tensor, Tens
     held = split.valid if which == "valid" else split.test
     user = torch.repeat_interleave(torch.arange(held.n_users), held.counts())  # [R] one row per target
     target = held.items.clone()  # [R]
-    if which == "valid" and split.valid_users is not None:  # split.valid_users: only those users validate
-        kept = torch.isin(user, split.valid_users)  # [R]
+    if which == "valid":  # only the users validation evaluates (split.valid_users: a subset)
+        kept = torch.isin(user, split.validated_users())  # [R]
         user, target = user[kept], target[kept]
     return seq, user, target, seq.indptr[user], seq.counts()[user]
 

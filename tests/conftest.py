@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
@@ -67,6 +68,54 @@ def cfg_factory(tmp_path):
 
     yield factory
     GlobalHydra.instance().clear()
+
+
+def cli_args(args: list[str], tmp_path: Path) -> list[str]:
+    """The command line after ``python -m recsys.run``, writing its runs under ``tmp_path``."""
+    flags = [a for a in args if a.startswith("-")]  # -m: Hydra's flags come before the overrides
+    return [*flags, f"paths.log_dir={tmp_path}", *(a for a in args if a not in flags)]
+
+
+@pytest.fixture
+def run_cli_here(monkeypatch, capsys):
+    """``run_cli`` in this process: the same ``recsys.run.cli()`` that ``python -m recsys.run``
+    calls, with its exit status and captured output, without the ~5 s a fresh interpreter
+    spends importing Lightning. Hydra's global state and the root logger's handlers (which
+    Hydra's job logging replaces) are restored afterwards."""
+
+    def run(args: list[str], tmp_path: Path, data_dir: Path | None = None) -> subprocess.CompletedProcess:
+        if data_dir is not None:
+            monkeypatch.setenv("RECSYS_DATA_DIR", str(data_dir))
+        argv = ["recsys.run", *cli_args(args, tmp_path)]
+        monkeypatch.setattr(sys, "argv", argv)
+        # conf/ is found beside recsys/run.py as under `python -m` (imported, Hydra would look
+        # for a `conf` package instead)
+        monkeypatch.setenv("HYDRA_MAIN_MODULE", "__main__")
+        root = logging.getLogger()
+        handlers, level = root.handlers[:], root.level
+        capsys.readouterr()
+        GlobalHydra.instance().clear()
+        try:
+            from recsys.run import cli
+
+            cli()
+            returncode = 0
+        except SystemExit as stop:
+            returncode = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+        finally:
+            GlobalHydra.instance().clear()
+            for handler in root.handlers[:]:
+                if handler not in handlers:
+                    root.removeHandler(handler)
+                    handler.close()  # the run's file handler (run.log)
+            for handler in handlers:
+                if handler not in root.handlers:
+                    root.addHandler(handler)
+            root.setLevel(level)
+        out = capsys.readouterr()
+        return subprocess.CompletedProcess(argv, returncode, out.out, out.err)
+
+    return run
 
 
 def train_and_report_moved(module, datamodule, steps: int = 3) -> set[str]:

@@ -4,11 +4,7 @@ the epoch and the number of users, and leave no ``metrics.json``."""
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -18,24 +14,20 @@ from recsys.models.mf import MF
 from recsys.module import RecModule
 from recsys.run import train
 
-REPO = Path(__file__).resolve().parents[2]
 FAST = ["+trainer.limit_train_batches=3", "+trainer.limit_val_batches=1", "+trainer.limit_test_batches=1"]
 MESSAGE = r"scores are NaN or infinite for (\d+) of \1 users at epoch {epoch}, so no metrics are reported"
 
-# MF's evaluation queries made NaN; training (MF.encode) is untouched
-NAN_QUERIES = (
-    "import torch\n"
-    "from recsys.models.mf import MF\n"
-    "MF.user_queries = lambda self, inputs: torch.full((inputs['user'].numel(), self.user_emb.embedding_dim), float('nan'))\n"
-)
+
+def nan_queries(self, inputs):
+    """MF's evaluation queries made NaN; training (MF.encode) is untouched."""
+    return torch.full((inputs["user"].numel(), self.user_emb.embedding_dim), float("nan"))  # [B, D]
 
 
-def test_nan_validation_scores_fail_the_command_with_one_line(tmp_path):
-    """``python -m recsys.run``: exit status 2, one ``error:`` line, failed.json, no metrics.json."""
-    code = NAN_QUERIES + "import runpy\nrunpy.run_module('recsys.run', run_name='__main__', alter_sys=True)\n"
-    args = [f"paths.log_dir={tmp_path}", "model=mf", "loss=bpr", "trainer.max_epochs=1", *FAST]
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    result = subprocess.run([sys.executable, "-c", code, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=240)
+def test_nan_validation_scores_fail_the_command_with_one_line(tmp_path, monkeypatch, run_cli_here):
+    """The command line's path (``recsys.run.cli``): exit status 2, one ``error:`` line,
+    failed.json, no metrics.json."""
+    monkeypatch.setattr(MF, "user_queries", nan_queries)
+    result = run_cli_here(["model=mf", "loss=bpr", "trainer.max_epochs=1", *FAST], tmp_path)
     assert result.returncode == 2, result.stderr[-3000:]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and errors == result.stderr.strip().splitlines()[-1:]
@@ -46,9 +38,6 @@ def test_nan_validation_scores_fail_the_command_with_one_line(tmp_path):
 
 
 def test_nan_scores_in_the_sanity_check_stop_before_training(cfg_factory, tmp_path, monkeypatch):
-    def nan_queries(self, inputs):
-        return torch.full((inputs["user"].numel(), self.user_emb.embedding_dim), float("nan"))  # [B, D]
-
     monkeypatch.setattr(MF, "user_queries", nan_queries)
     cfg = cfg_factory(["model=mf", "loss=bpr", "trainer.num_sanity_val_steps=1", *FAST])
     with pytest.raises(TrainingError, match="^val \\(sanity check\\) " + MESSAGE.format(epoch=0)) as info:

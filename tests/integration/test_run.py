@@ -13,6 +13,7 @@ import pandas as pd
 import pytest
 from omegaconf import open_dict
 
+from conftest import cli_args
 from recsys.errors import ConfigError, DataError, TrainingError
 from recsys.run import train
 
@@ -21,11 +22,11 @@ FAST = ["+trainer.limit_train_batches=3", "+trainer.limit_val_batches=1"]
 
 
 def run_cli(args: list[str], tmp_path: Path, data_dir: Path | None = None, timeout: int = 240):
+    """``python -m recsys.run <args>`` in a fresh process (what a user types)."""
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     if data_dir is not None:
         env["RECSYS_DATA_DIR"] = str(data_dir)
-    flags = [a for a in args if a.startswith("-")]  # -m: Hydra's flags come before the overrides
-    cmd = [sys.executable, "-m", "recsys.run", *flags, f"paths.log_dir={tmp_path}", *(a for a in args if a not in flags)]
+    cmd = [sys.executable, "-m", "recsys.run", *cli_args(args, tmp_path)]
     return subprocess.run(cmd, cwd=REPO, env=env, capture_output=True, text=True, timeout=timeout)
 
 
@@ -73,24 +74,24 @@ def printed_table_row(stdout: str, metric: str) -> dict[str, str]:
     return {name: cell for name, cell in zip(columns, cells) if name != "metric" and cell}
 
 
-def test_one_epoch_on_a_real_dataset(tmp_path, data_dir):
-    result = run_cli(["data=lastfm", "model=sasrec", "loss=ce", "trainer.max_epochs=1"], tmp_path, data_dir)
+def test_one_epoch_on_a_real_dataset(tmp_path, data_dir, run_cli_here):
+    result = run_cli_here(["data=lastfm", "model=sasrec", "loss=ce", "trainer.max_epochs=1"], tmp_path, data_dir)
     assert result.returncode == 0, result.stderr[-3000:]
     metrics = json.loads((run_dir(tmp_path) / "metrics.json").read_text())
     assert math.isfinite(metrics["test/ndcg@10"]) and metrics["epochs"] == 1
 
 
 @pytest.mark.parametrize("override", ["model=nope", "data=nope", "loss=nope", "sampler=nope"])
-def test_unknown_name_on_the_command_line_is_one_line(tmp_path, override):
-    result = run_cli([override], tmp_path, timeout=120)
+def test_unknown_name_on_the_command_line_is_one_line(tmp_path, override, run_cli_here):
+    result = run_cli_here([override], tmp_path)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: unknown") and "available" in lines[0]
     assert not list(tmp_path.glob("**/metrics.json"))
 
 
-def test_wrong_type_on_the_command_line_is_one_line(tmp_path):
-    result = run_cli(["model.embedding_dim=big"], tmp_path, timeout=120)
+def test_wrong_type_on_the_command_line_is_one_line(tmp_path, run_cli_here):
+    result = run_cli_here(["model.embedding_dim=big"], tmp_path)
     assert result.returncode == 2
     lines = result.stderr.strip().splitlines()
     assert lines == [lines[0]] and "model.embedding_dim" in lines[0]
@@ -105,9 +106,9 @@ def test_wrong_type_on_the_command_line_is_one_line(tmp_path):
         (["model.max_len=1"], "model.max_len must be >= 2 and num_blocks >= 1, got 1, 2"),
     ],
 )
-def test_a_value_a_constructor_refuses_is_one_line_and_exit_status_2(tmp_path, overrides, message):
+def test_a_value_a_constructor_refuses_is_one_line_and_exit_status_2(tmp_path, overrides, message, run_cli_here):
     """Not Hydra's "Error in call to target ..." block with exit status 1."""
-    result = run_cli(overrides, tmp_path, timeout=120)
+    result = run_cli_here(overrides, tmp_path)
     assert result.returncode == 2, result.stderr[-3000:]
     assert result.stderr.strip().splitlines() == [f"error: {message}"]
     assert "HYDRA_FULL_ERROR" not in result.stdout + result.stderr
@@ -116,8 +117,18 @@ def test_a_value_a_constructor_refuses_is_one_line_and_exit_status_2(tmp_path, o
     assert json.loads(failed.read_text())["error"] == message
 
 
-def test_a_value_a_constructor_refuses_fails_its_sweep_job_with_the_same_line(tmp_path):
-    result = run_cli(["-m", "loss=infonce", "loss.temperature=-1,0"], tmp_path, timeout=120)
+def test_a_bad_command_exits_the_process_with_status_2_and_one_line_on_stderr(tmp_path):
+    """The tests around this one call ``cli()`` in the test process; this one is the real
+    command, so the exit status and stderr are the process's own."""
+    result = run_cli(["model=nope"], tmp_path, timeout=120)
+    assert result.returncode == 2, result.stderr[-3000:]
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith("error: unknown model 'nope': available models are ")
+    assert not list(tmp_path.glob("**/metrics.json"))
+
+
+def test_a_value_a_constructor_refuses_fails_its_sweep_job_with_the_same_line(tmp_path, run_cli_here):
+    result = run_cli_here(["-m", "loss=infonce", "loss.temperature=-1,0"], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]  # the sweep goes on
     messages = [f"loss.temperature must be a positive number, got {t}" for t in (-1, 0)]
     errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
@@ -127,9 +138,9 @@ def test_a_value_a_constructor_refuses_fails_its_sweep_job_with_the_same_line(tm
     assert not list(tmp_path.glob("**/metrics.json"))
 
 
-def test_a_key_the_config_lacks_is_one_line_naming_the_options_that_have_it(tmp_path):
+def test_a_key_the_config_lacks_is_one_line_naming_the_options_that_have_it(tmp_path, run_cli_here):
     """Hydra's own report is five lines and exit status 1 (loss=ce has no temperature)."""
-    result = run_cli(["loss.temperature=-1"], tmp_path, timeout=120)
+    result = run_cli_here(["loss.temperature=-1"], tmp_path)
     assert result.returncode == 2
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("error: loss.temperature is not in the config") and "loss=infonce" in line
@@ -269,13 +280,13 @@ def test_gpu_trainer_without_gpu_is_one_line(cfg_factory):
     assert "\n" not in str(info.value)
 
 
-def test_long_override_list_gets_a_short_run_folder(tmp_path):
+def test_long_override_list_gets_a_short_run_folder(tmp_path, run_cli_here):
     """Run folders are named after the overrides; past 255 bytes the run used to crash with
     'File name too long' (seen with 12 overrides). Now the name is shortened with a hash."""
     overrides = ["trainer.max_epochs=1", *FAST, "model=mf", "loss=ssm", "sampler=uniform", "sampler.shared=true",
                  "sampler.num_negatives=64", "data.batch_size=256", "optimizer.lr=0.005", "eval.patience=10",
                  "trainer.check_val_every_n_epoch=1", "task_name=a_rather_long_task_name_for_this_test", "logger=csv"]
-    result = run_cli(overrides, tmp_path)
+    result = run_cli_here(overrides, tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     folder = run_dir(tmp_path)
     assert len(folder.name) < 255 and len("_".join(overrides)) > 255
@@ -291,8 +302,8 @@ def test_short_dirname_keeps_short_names_and_hashes_long_ones():
     assert len(short_dirname(long_a)) == 180 and short_dirname(long_a) != short_dirname(long_b)
 
 
-def test_epoch_csv_leaves_validation_columns_empty_between_validations(tmp_path):
-    result = run_cli(["trainer.max_epochs=4", "trainer.check_val_every_n_epoch=2", *FAST], tmp_path)
+def test_epoch_csv_leaves_validation_columns_empty_between_validations(tmp_path, run_cli_here):
+    result = run_cli_here(["trainer.max_epochs=4", "trainer.check_val_every_n_epoch=2", *FAST], tmp_path)
     assert result.returncode == 0, result.stderr[-3000:]
     epochs = pd.read_csv(run_dir(tmp_path) / "epochs.csv")
     assert list(epochs["epoch"]) == [0, 1, 2, 3]

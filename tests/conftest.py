@@ -80,8 +80,8 @@ def cli_args(args: list[str], tmp_path: Path) -> list[str]:
 def run_cli_here(monkeypatch, capsys):
     """``run_cli`` in this process: the same ``recsys.run.cli()`` that ``python -m recsys.run``
     calls, with its exit status and captured output, without the ~5 s a fresh interpreter
-    spends importing Lightning. Hydra's global state and the root logger's handlers (which
-    Hydra's job logging replaces) are restored afterwards."""
+    spends importing Lightning. Hydra's global state (cleared) and the root logger's handlers
+    (which Hydra's job logging replaces) are restored afterwards."""
 
     def run(args: list[str], tmp_path: Path, data_dir: Path | None = None) -> subprocess.CompletedProcess:
         if data_dir is not None:
@@ -104,6 +104,7 @@ def run_cli_here(monkeypatch, capsys):
             returncode = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
         finally:
             GlobalHydra.instance().clear()
+            HydraConfig.instance().cfg = None  # the run's Hydra context ends with it
             for handler in root.handlers[:]:
                 if handler not in handlers:
                     root.removeHandler(handler)

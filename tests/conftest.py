@@ -105,13 +105,9 @@ def run_cli_here(monkeypatch, capsys):
         finally:
             GlobalHydra.instance().clear()
             HydraConfig.instance().cfg = None  # the run's Hydra context ends with it
-            for handler in root.handlers[:]:
-                if handler not in handlers:
-                    root.removeHandler(handler)
-                    handler.close()  # the run's file handler (run.log)
-            for handler in handlers:
-                if handler not in root.handlers:
-                    root.addHandler(handler)
+            for handler in set(root.handlers) - set(handlers):
+                handler.close()  # the run's own, e.g. its file handler (run.log)
+            root.handlers[:] = handlers
             root.setLevel(level)
         out = capsys.readouterr()
         return subprocess.CompletedProcess(argv, returncode, out.out, out.err)

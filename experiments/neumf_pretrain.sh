@@ -6,7 +6,9 @@
 # the paper's loss (BCE, 4 uniform negatives per positive) plus the extra overrides.
 # The paper then trains NeuMF with plain SGD (Adam's state is not carried over); pass
 # e.g. NEUMF_ARGS="optimizer._target_=torch.optim.SGD optimizer.lr=0.01" for that
-# (default: the config's Adam).
+# (default: the config's Adam). On ml1m (README, "NeuMF with the paper's pretraining on ml1m";
+# 3 seeds, each stage to early stopping) the pretrained NeuMF scores test NDCG@10 0.0356
+# fine-tuned with SGD and 0.0340 with Adam, against 0.0310 from scratch.
 #
 #   bash experiments/neumf_pretrain.sh OUT [OVERRIDES...]
 #   e.g. bash experiments/neumf_pretrain.sh logs/neumf_pre data=ml1m trainer.max_epochs=20
